@@ -1,0 +1,101 @@
+"""Facts about HARPS, its 1D data products and the archive: the one place for them.
+
+Everything else (FITS readers, the synthetic archive, the DaCHS resource
+descriptor helpers, preprocessing for the model) imports these names instead
+of repeating numbers.  Wavelengths are in Angstrom (air, as HARPS archives
+them), velocities in km/s, angles in degrees, times in MJD (UTC) unless a
+name says otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# --- Instrument and site ---------------------------------------------------
+INSTRUMENT = "HARPS"
+#: TELESCOP as written by the ADP pipeline; DRS s1d files say "ESO-3P6".
+TELESCOPES = ("ESO-3.6", "ESO-3P6")
+TELESCOPE = "ESO-3.6"
+FACILITY = "ESO La Silla 3.6m telescope"
+#: Nominal resolving power lambda/dlambda.
+RESOLVING_POWER = 115_000.0
+#: Fibre aperture on the sky (diameter), degrees (1 arcsec).
+APERTURE_DEG = 1.0 / 3600.0
+SITE_LAT_DEG = -29.2584
+SITE_LON_DEG = -70.7345
+SITE_ELEVATION_M = 2400.0
+
+# --- Archive wavelength grid (ADP and s1d) --------------------------------
+#: Sampling of HARPS 1D products, Angstrom.
+WAVE_STEP = 0.01
+#: Nominal span of the full HARPS 1D grid, Angstrom (real files start
+#: 3781.3-3781.8 and end 6912.5-6913.3, depending on BERV).
+ARCHIVE_WAVE_MIN = 3781.0
+ARCHIVE_WAVE_MAX = 6913.0
+#: Pixels between the two CCDs, filled with exact zeros in the products.
+#: Real files show zeros from 5304.16 to 5337.10 A (barycentric); the span
+#: moves by a few 0.01 A with BERV.
+CCD_GAP = (5304.0, 5337.2)
+
+# --- Common grid of the learned layer --------------------------------------
+#: Wavelength range kept for the model (covered by every HARPS 1D product).
+MODEL_WAVE_MIN = 3785.0
+MODEL_WAVE_MAX = 6910.0
+#: Number of 0.01 A samples in [MODEL_WAVE_MIN, MODEL_WAVE_MAX].
+MODEL_NPIX = int(round((MODEL_WAVE_MAX - MODEL_WAVE_MIN) / WAVE_STEP)) + 1  # 312501
+#: Model input length after zero padding: 2**18 + 2**16.
+MODEL_PADDED = 2**18 + 2**16  # 327680
+#: CCD gap masked in the loss, with a margin for BERV shifts.
+MODEL_GAP = (5303.6, 5338.0)
+
+# --- Archive policy -------------------------------------------------------
+#: ESO's proprietary period for HARPS data, days (one year).
+PROPRIETARY_PERIOD_DAYS = 365
+#: Speed of light, km/s.
+C_KMS = 299_792.458
+
+
+def archive_grid(step: float = WAVE_STEP, wmin: float = ARCHIVE_WAVE_MIN,
+                 wmax: float = ARCHIVE_WAVE_MAX) -> np.ndarray:
+    """Return a uniform wavelength grid in the archive's convention.
+
+    Parameters
+    ----------
+    step : float
+        Sampling in Angstrom; 0.01 is the HARPS product grid, coarser
+        values give smaller files for quick work.
+    wmin, wmax : float
+        First and (inclusive) last wavelength, Angstrom.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(N,)``, float64, Angstrom, strictly increasing, with
+        ``N = round((wmax - wmin) / step) + 1``.
+    """
+    if step <= 0:
+        raise ValueError(f"wavelength step must be positive, got {step}")
+    n = int(round((wmax - wmin) / step)) + 1
+    return wmin + step * np.arange(n, dtype=np.float64)
+
+
+def model_grid(step: float = WAVE_STEP) -> np.ndarray:
+    """Return the common wavelength grid of the learned layer, Angstrom.
+
+    Parameters
+    ----------
+    step : float
+        Sampling in Angstrom; the default 0.01 gives ``MODEL_NPIX``
+        (312,501) samples, coarser steps give the fast configurations.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(N,)``, float64.
+    """
+    return archive_grid(step, MODEL_WAVE_MIN, MODEL_WAVE_MAX)
+
+
+def in_ccd_gap(wave: np.ndarray, gap: tuple[float, float] = CCD_GAP) -> np.ndarray:
+    """Boolean mask of wavelengths (Angstrom) inside the CCD gap."""
+    return (wave >= gap[0]) & (wave <= gap[1])

@@ -1,0 +1,24 @@
+"""Package metadata and command-line entry points (tool config: pyproject.toml)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="harps-vo",
+    version="0.1.0",
+    description="HARPS 1D spectra as a Virtual Observatory service with a learned latent layer",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["ml", "ml.*"]),
+    # numpy, scipy and astropy come from Debian (the DaCHS server uses the same
+    # copies); the rest is pinned in requirements.txt for the venv.
+    install_requires=["numpy>=1.24", "astropy>=5.2"],
+    extras_require={
+        "ml": ["torch==2.13.0", "scikit-learn>=1.2", "tqdm>=4.60", "scipy>=1.10"],
+        "test": ["pytest>=7.2", "pyvo>=1.4", "requests>=2.28"],
+    },
+    entry_points={
+        "console_scripts": [
+        ],
+    },
+)
