@@ -256,6 +256,7 @@ class SpectrumMeta:
     spec_res: float
     arcfile: str | None
     origfile: str | None
+    synthetic: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """The fields as a plain dictionary."""
@@ -378,6 +379,7 @@ def _adp_meta(path: str, h: Header, ext: Header) -> SpectrumMeta:
         n_points=n,
         spec_res=_opt_float(h, "SPEC_RES") or harps.RESOLVING_POWER,
         arcfile=arcfile, origfile=h.get("ORIGFILE"),
+        synthetic=h.get(harps.SYNTHETIC_KEYWORD) is True,
     )
 
 
@@ -412,6 +414,7 @@ def _s1d_meta(path: str, h: Header) -> SpectrumMeta:
         wave_step=cdelt, n_points=n,
         spec_res=harps.RESOLVING_POWER,
         arcfile=h.get("ARCFILE"), origfile=h.get("ORIGFILE"),
+        synthetic=h.get(harps.SYNTHETIC_KEYWORD) is True,
     )
 
 

@@ -49,6 +49,10 @@ MODEL_PADDED = 2**18 + 2**16  # 327680
 MODEL_GAP = (5303.6, 5338.0)
 
 # --- Archive policy -------------------------------------------------------
+#: Primary-header keyword (HIERARCH) marking files made by ``ml.synth``: they
+#: are not ESO products, so they get no ESO creator DID and are labelled as
+#: synthetic in the service.
+SYNTHETIC_KEYWORD = "HARPSVO SYNTHETIC"
 #: ESO's proprietary period for HARPS data, days (one year).
 PROPRIETARY_PERIOD_DAYS = 365
 #: Speed of light, km/s.

@@ -1,0 +1,508 @@
+<?xml version="1.0" encoding="utf-8"?>
+<!-- HARPS 1D spectra: SSA, TAP/ObsCore, DataLink/SODA with SDM output,
+previews, and a browser form.
+
+Order: resource metadata, tables, data, services, regression tests.
+Python longer than a line lives in res/harps_service/ (rows: grammar; access: embargo
+gate; spectra: SDM rows, originals, previews).  Files enter the archive tree
+(data/) only through bin/ingest.py, which validates them first.
+-->
+<resource schema="harps" resdir=".">
+  <meta name="creationDate">2026-11-21T12:00:00Z</meta>
+  <meta name="title">HARPS 1D Spectra (ESO Phase 3 and DRS s1d)</meta>
+  <meta name="description" format="rst">
+    One-dimensional spectra from HARPS, the High Accuracy Radial velocity
+    Planet Searcher at the ESO 3.6 m telescope on La Silla (R = 115,000,
+    378-691 nm, air wavelengths in the barycentric frame).  The collection
+    holds ESO Phase 3 science products ("ADP" files) and HARPS pipeline
+    (DRS) s1d files with their observing metadata: target, signal-to-noise
+    ratio, barycentric Earth radial velocity (BERV), airmass, ESO programme,
+    exposure time, pipeline version, and the end of the one-year proprietary
+    period.
+
+    Spectra are available as IVOA Spectral Data Model VOTables or FITS
+    tables through DataLink/SODA (with wavelength cutouts), as the original
+    archive files, and as PNG previews.  Proprietary spectra are listed with
+    their metadata but their data are served only to members of the owning
+    programme.
+
+    Files flagged ``synthetic`` come from a physically motivated simulator
+    (ml.synth) used to demonstrate and test this service; they are not ESO
+    products.
+  </meta>
+  <meta name="subject">spectroscopy</meta>
+  <meta name="subject">high-resolution-spectroscopy</meta>
+  <meta name="subject">radial-velocity</meta>
+  <meta name="subject">stellar-atmospheres</meta>
+
+  <meta name="creator">ESO HARPS team</meta>
+  <meta name="creator">HARPS-VO developers</meta>
+  <meta name="instrument">HARPS</meta>
+  <meta name="facility">ESO La Silla 3.6m telescope</meta>
+  <meta name="source">2003Msngr.114...20M</meta>
+  <meta name="contentLevel">Research</meta>
+  <meta name="type">Archive</meta>
+  <meta name="coverage.waveband">Optical</meta>
+  <meta name="ssap.dataSource">pointed</meta>
+  <meta name="ssap.creationType">archival</meta>
+  <meta name="productType">spectrum</meta>
+  <meta name="ssap.testQuery">MAXREC=1</meta>
+  <meta name="copyright">HARPS data: ESO Data Access Policy; please acknowledge
+    ESO and cite Mayor et al. 2003, Msngr 114, 20.</meta>
+
+  <meta name="_longdoc" format="rst">
+    Usage hints
+    ===========
+
+    * Every spectrum has one row in ``harps.data`` (SSA and TAP) and in
+      ``ivoa.obscore``.  Spectral coordinates in SSA/ObsCore columns are in
+      metres, as the standards require; the spectra themselves are in
+      Angstrom (air, barycentric).
+    * ``berv`` is the barycentric Earth radial velocity applied by the
+      pipeline: telluric lines sit at -BERV in these barycentric spectra.
+    * ``snr`` is the Phase 3 median S/N per pixel for ADP files and the
+      pipeline S/N at order 50 for s1d files; ``sn50`` is always the latter.
+    * Proprietary data: ``release_date`` in the future means that the data
+      (downloads, datalink, cutouts, previews) require HTTP basic
+      authentication by a member of the ESO programme ``prog_id``.
+    * The CCD gap (about 5304-5337 Angstrom) holds zeros, as in the files.
+  </meta>
+
+  <!-- ================================================================== -->
+  <!-- Tables                                                             -->
+
+  <table id="raw_data" onDisk="True" adql="hidden"
+      namePath="//ssap#instance" primary="product_id">
+    <meta name="description">Per-file metadata of the HARPS 1D spectra
+      (internal; users query harps.data).</meta>
+    <!-- SSA columns that vary between files (definitions from //ssap) -->
+    <LOOP listItems="ssa_dateObs ssa_dstitle ssa_targname ssa_length
+        ssa_specres ssa_timeExt ssa_specstart ssa_specend ssa_snr
+        ssa_creatorDID">
+      <events>
+        <column original="\item"/>
+      </events>
+    </LOOP>
+    <column original="ssa_snr" verbLevel="1" tablehead="S/N"
+      description="Signal-to-noise ratio: Phase 3 SNR (median S/N per pixel)
+        for ADP files, pipeline S/N at order 50 for s1d files."/>
+
+    <mixin>//products#table</mixin>
+    <mixin>//ssap#plainlocation</mixin>
+    <mixin>//ssap#simpleCoverage</mixin>
+    <FEED source="//scs#splitPosIndex"
+      long="degrees(long(ssa_location))"
+      lat="degrees(lat(ssa_location))"/>
+
+    <!-- HARPS-specific metadata; one line per column:
+      name, type, unit, ucd, tablehead, verbLevel, description -->
+    <LOOP>
+      <csvItems>
+name,type,unit,ucd,tablehead,verbLevel,description
+product_id,text,,meta.id;meta.dataset,Product,1,"Archive-style product identifier: the ESO ARCFILE without .fits for ADP files, HARPS.&lt;DATE-OBS&gt;_s1d_A for pipeline s1d files."
+file_layout,text,,meta.code.class,Layout,15,"File layout: ADP (ESO Phase 3 1D spectrum, one-row binary table) or S1D (HARPS DRS 1D image with linear wavelength solution)."
+synthetic,boolean,,meta.code,Synthetic,15,"True for spectra made by the project's simulator (ml.synth); these are not ESO products."
+ra,double precision,deg,pos.eq.ra;meta.main,RA,1,"Right ascension of the fibre (ICRS/FK5 J2000), from the file header."
+dec,double precision,deg,pos.eq.dec;meta.main,Dec,1,"Declination of the fibre (ICRS/FK5 J2000), from the file header."
+mjd_obs,double precision,d,time.start;obs.exposure,Start,10,"Start of the exposure (MJD, UTC; FITS MJD-OBS)."
+mjd_end,double precision,d,time.end;obs.exposure,End,20,"End of the exposure (MJD, UTC; FITS MJD-END, or MJD-OBS + EXPTIME)."
+sn50,real,,stat.snr;em.opt.V,SN50,15,"Pipeline S/N per pixel at the centre of echelle order 50, near 550 nm (HIERARCH ESO DRS SPE EXT SN50)."
+berv,double precision,km/s,spect.dopplerVeloc.opt;pos.barycenter,BERV,1,"Barycentric Earth radial velocity applied by the pipeline (HIERARCH ESO DRS BERV); telluric lines appear at -BERV in these barycentric spectra."
+bjd,double precision,d,time.epoch;pos.barycenter,BJD,20,"Barycentric Julian date of the exposure (HIERARCH ESO DRS BJD)."
+airmass,real,,obs.airMass,Airmass,1,"Mean airmass of the exposure (mean of HIERARCH ESO TEL AIRM START/END)."
+prog_id,text,,meta.id;obs.proposal,Programme,1,"ESO programme identifier; members of this programme may access proprietary data."
+drs_version,text,,meta.version;meta.software,DRS,15,"HARPS data reduction software version (HIERARCH ESO DRS VERSION or PROCSOFT)."
+dpr_type,text,,meta.code.class;obs,DPR type,25,"Exposure type (HIERARCH ESO DPR TYPE, e.g. STAR,DARK,G2: fibre A on the star, fibre B dark, G2 cross-correlation mask)."
+arcfile,text,,meta.id;meta.file,Archive file,25,"ESO archive file name (ARCFILE) where the header has one."
+release_date,date,,time.release,Public from,1,"Date the data become public: observation date plus the one-year ESO proprietary period.  Before that date only members of the programme prog_id may retrieve the data."
+      </csvItems>
+      <events>
+        <column name="\name" type="\type" unit="\unit" ucd="\ucd"
+          tablehead="\tablehead" verbLevel="\verbLevel"
+          description="\description" required="False"/>
+      </events>
+    </LOOP>
+    <column name="datalink" type="text"
+      ucd="meta.ref.url"
+      tablehead="Datalink"
+      description="Link to the datalink document of this spectrum (SDM
+        spectra, cutouts, original file, preview)."
+      verbLevel="15" displayHint="type=url">
+      <property name="targetType"
+       >application/x-votable+xml;content=datalink</property>
+      <property name="targetTitle">Datalink</property>
+    </column>
+
+    <index columns="ssa_targname"/>
+    <index columns="mjd_obs"/>
+    <index columns="prog_id"/>
+  </table>
+
+  <table id="data" onDisk="True" adql="True">
+    <meta name="description">HARPS 1D spectra (ESO Phase 3 ADP and DRS s1d),
+      one row per spectrum, with SSA metadata and HARPS observing metadata
+      (S/N, BERV, airmass, programme, pipeline version, release date).</meta>
+    <meta name="_associatedDatalinkService">
+      <meta name="serviceId">sdl</meta>
+      <meta name="idColumn">ssa_pubDID</meta>
+    </meta>
+
+    <mixin
+      sourcetable="raw_data"
+      copiedcolumns="*"
+      ssa_aperture="1/3600."
+      ssa_fluxunit="'adu'"
+      ssa_spectralunit="'Angstrom'"
+      ssa_bandpass="'Optical'"
+      ssa_collection="'HARPS'"
+      ssa_fluxcalib="'UNCALIBRATED'"
+      ssa_fluxucd="'phot.flux.density;em.wl;stat.uncalib'"
+      ssa_speccalib="'ABSOLUTE'"
+      ssa_spectralucd="'em.wl;obs.atmos'"
+      ssa_targclass="'star'"
+      ssa_datasource="\+CASE WHEN synthetic THEN 'artificial' ELSE 'pointed' END"
+    >//ssap#view</mixin>
+
+    <mixin
+      calibLevel="2"
+      coverage="ssa_region"
+      sResolution="ssa_aperture"
+      oUCD="ssa_fluxucd"
+      emUCD="ssa_spectralucd"
+      emResPower="ssa_specmid/ssa_specres"
+      facilityName="'ESO-3.6'"
+      releaseDate="release_date"
+      >//obscore#publishSSAPMIXC</mixin>
+  </table>
+
+  <coverage>
+    <updater sourceTable="data"/>
+  </coverage>
+
+  <table id="instance" onDisk="False">
+    <meta name="description">One HARPS 1D spectrum in the IVOA Spectral
+      Data Model: air wavelength (barycentric) and uncalibrated flux in adu
+      as in the archive file; zeros in the CCD gap near 5304-5337
+      Angstrom are kept as in the file.</meta>
+    <mixin ssaTable="data"
+      spectralDescription="Air wavelength in the barycentric frame"
+      fluxDescription="Flux (uncalibrated, adu)"
+      >//ssap#sdm-instance</mixin>
+    <column name="flux_error" type="double precision"
+      unit="adu" ucd="stat.error;phot.flux.density;em.wl"
+      utype="spec:Spectrum.Data.FluxAxis.Accuracy.StatError"
+      description="Statistical error of the flux (NaN where the archive file
+        has none: real ADP files carry NaN, s1d files no error)"/>
+  </table>
+
+  <!-- ================================================================== -->
+  <!-- Data                                                               -->
+
+  <data id="import" updating="True">
+    <!-- Sources already in the table are skipped, so that re-running an
+      import only adds new files (bin/ingest.py relies on that). -->
+    <sources pattern="data/*/*/*.fits">
+      <ignoreSources fromdb="select accref from \schema.raw_data"/>
+    </sources>
+    <customGrammar module="res/harps_service/rows">
+      <rowfilter procDef="//products#define">
+        <bind key="table">"\schema.raw_data"</bind>
+        <bind key="path">\fullDLURL{sdl}</bind>
+        <!-- an SDM VOTable of 313k points is about 12 MB -->
+        <bind key="fsize">12000000</bind>
+        <bind key="mime">"application/x-votable+xml"</bind>
+        <bind key="preview">\fullDLURL{pv}</bind>
+        <bind key="preview_mime">"image/png"</bind>
+        <bind key="owner">@owner</bind>
+        <bind key="embargo">@embargo</bind>
+      </rowfilter>
+    </customGrammar>
+
+    <make table="raw_data">
+      <rowmaker idmaps="*">
+        <apply procDef="//ssap#fill-plainlocation">
+          <bind key="ra">@ra</bind>
+          <bind key="dec">@dec</bind>
+          <bind key="aperture">1/3600.</bind>
+        </apply>
+        <map key="datalink">\dlMetaURI{sdl}</map>
+      </rowmaker>
+    </make>
+  </data>
+
+  <data id="make_view" auto="False">
+    <make table="data"/>
+  </data>
+
+  <data id="build_spectrum" auto="False">
+    <embeddedGrammar>
+      <iterator>
+        <setup imports="harps_service.spectra"/>
+        <code>
+          yield from spectra.iter_sdm_rows(self.sourceToken)
+        </code>
+      </iterator>
+    </embeddedGrammar>
+    <make table="instance">
+      <parmaker>
+        <apply procDef="//ssap#feedSSAToSDM"/>
+      </parmaker>
+    </make>
+  </data>
+
+  <!-- ================================================================== -->
+  <!-- Services                                                           -->
+
+  <procDef type="dataFunction" id="gated_sdm">
+    <doc>Refuses embargoed data to outsiders, then builds the SDM table
+      (or, for FORMAT=original, loads the archive file).</doc>
+    <setup imports="harps_service.access, harps_service.spectra">
+      <code>
+        from gavo import rscdef
+        builder = base.resolveCrossId("\rdId#build_spectrum",
+          rscdef.DataDescriptor)
+      </code>
+    </setup>
+    <code>
+      access.require_access(descriptor.ssaRow)
+      if args.get("FORMAT")==spectra.ORIGINAL_FORMAT:
+        if args.get("BAND") is not None or args.get("FLUXCALIB"):
+          raise base.ValidationError("BAND and FLUXCALIB need an SDM"
+            " FORMAT; the original file is delivered unchanged", "FORMAT")
+        descriptor.data = spectra.original_file(descriptor.ssaRow)
+      else:
+        from gavo.protocols import sdm
+        descriptor.data = sdm.makeSDMDataForSSARow(descriptor.ssaRow, builder)
+    </code>
+  </procDef>
+
+  <procDef type="dataFunction" id="deliver_original">
+    <doc>Hands the archive file out unchanged (skipping SDM manipulations)
+      when FORMAT asks for the original.</doc>
+    <setup imports="harps_service.spectra"/>
+    <code>
+      if args.get("FORMAT")==spectra.ORIGINAL_FORMAT:
+        raise DeliverNow()
+    </code>
+  </procDef>
+
+  <service id="sdl" allowed="dlget,dlmeta">
+    <meta name="title">HARPS Spectra Datalink and SODA Service</meta>
+    <meta name="shortName">HARPS datalink</meta>
+    <meta name="description">Datalink and SODA access to HARPS 1D spectra:
+      SDM VOTable, FITS table, CSV or TSV serialisations with wavelength
+      cutouts (BAND, in metres) and max(flux)=1 normalisation, the original
+      archive file, and a preview.  Proprietary data need the credentials
+      of a member of the owning programme.</meta>
+    <meta name="_example" title="Datalink document of a spectrum">
+      The links for one spectrum (SDM serialisations, the original archive
+      file, the preview and the SODA cutout interface) are in its datalink
+      document: :dl-id:`ivo://\getConfig{ivoa}{authority}/~?harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits`
+    </meta>
+    <meta name="_example" title="Cutout around H alpha as a FITS table">
+      To retrieve 6553 to 6573 Angstrom of a spectrum as an SDM FITS table,
+      pass BAND in metres and FORMAT: ``BAND=6.553e-7 6.573e-7``,
+      ``FORMAT=application/fits`` together with
+      :dl-id:`ivo://\getConfig{ivoa}{authority}/~?harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits`
+    </meta>
+    <datalinkCore>
+      <descriptorGenerator procDef="//soda#sdm_genDesc">
+        <bind key="ssaTD">"\rdId#data"</bind>
+      </descriptorGenerator>
+      <dataFunction procDef="gated_sdm"/>
+      <dataFunction procDef="deliver_original"/>
+      <FEED source="//soda#sdm_plainfluxcalib"/>
+      <FEED source="//soda#sdm_cutout"/>
+      <metaMaker>
+        <setup imports="harps_service.spectra"/>
+        <code>
+          formats = {
+            "application/x-votable+xml": "SDM VOTable, binary encoding",
+            "application/x-votable+xml;serialization=tabledata":
+              "SDM VOTable, tabledata encoding",
+            "application/fits": "SDM FITS binary table",
+            "text/csv": "Comma separated values",
+            "text/plain": "Tab separated values",
+            spectra.ORIGINAL_FORMAT:
+              "The archive file itself (ESO Phase 3 ADP or DRS s1d FITS)"}
+          yield MS(InputKey, name="FORMAT", type="text",
+            ucd="meta.code.mime", utype="ssa:Access.Format",
+            multiplicity="forced-single",
+            description="Media type of the output",
+            values=MS(Values, options=[MS(Option, title=title, content_=mime)
+              for mime, title in formats.items()]))
+        </code>
+      </metaMaker>
+      <metaMaker semantics="#this">
+        <setup imports="harps_service.spectra">
+          <code>
+            from urllib.parse import quote
+          </code>
+        </setup>
+        <code>
+          yield descriptor.makeLink(
+            "%s?ID=%s&amp;FORMAT=%s"%(rd.getById("sdl").getURL("dlget"),
+              quote(descriptor.pubDID), quote(spectra.ORIGINAL_FORMAT)),
+            description="The archive file as ingested (FITS)",
+            contentType="application/fits",
+            contentLength=descriptor.ssaRow["accsize"] or None)
+        </code>
+      </metaMaker>
+      <dataFormatter>
+        <setup imports="harps_service.spectra"/>
+        <code>
+          if args.get("FORMAT")==spectra.ORIGINAL_FORMAT:
+            return descriptor.data
+          from gavo.protocols import sdm
+          if not descriptor.data.getPrimaryTable().rows:
+            raise soda.EmptyData()
+          return sdm.formatSDMData(descriptor.data, args["FORMAT"])
+        </code>
+      </dataFormatter>
+    </datalinkCore>
+  </service>
+
+  <service id="pv" allowed="dlget">
+    <meta name="title">HARPS Spectrum Previews</meta>
+    <meta name="shortName">HARPS previews</meta>
+    <meta name="description">PNG quick-look plots of HARPS 1D spectra
+      (flux envelope against air wavelength).  Proprietary spectra need the
+      credentials of a member of the owning programme.</meta>
+    <datalinkCore>
+      <descriptorGenerator procDef="//soda#sdm_genDesc">
+        <bind key="ssaTD">"\rdId#data"</bind>
+      </descriptorGenerator>
+      <dataFunction>
+        <setup imports="os, harps_service.access, harps_service.spectra"/>
+        <code>
+          access.require_access(descriptor.ssaRow)
+          descriptor.data = ("image/png", spectra.cached_preview(
+            descriptor.ssaRow, os.path.join(rd.resdir, "previews")))
+        </code>
+      </dataFunction>
+      <dataFormatter>
+        <code>
+          return descriptor.data
+        </code>
+      </dataFormatter>
+    </datalinkCore>
+  </service>
+
+  <service id="web" defaultRenderer="form">
+    <meta name="shortName">HARPS web</meta>
+    <meta name="title">HARPS 1D Spectra Browser Form</meta>
+    <dbCore queriedTable="data">
+      <condDesc buildFrom="ssa_location"/>
+      <condDesc buildFrom="ssa_dateObs"/>
+      <condDesc>
+        <inputKey original="data.ssa_targname" tablehead="Target">
+          <values fromdb="ssa_targname from harps.raw_data
+            group by ssa_targname order by ssa_targname limit 2000"/>
+        </inputKey>
+      </condDesc>
+      <condDesc buildFrom="ssa_snr"/>
+      <condDesc buildFrom="prog_id"/>
+    </dbCore>
+    <outputTable>
+      <autoCols>accref, ssa_targname, ssa_dateObs, ssa_snr, berv, airmass,
+        prog_id, release_date, datalink</autoCols>
+      <FEED source="//ssap#atomicCoords"/>
+    </outputTable>
+  </service>
+
+  <service id="ssa" allowed="form,ssap.xml">
+    <meta name="shortName">HARPS SSA</meta>
+    <meta name="title">HARPS 1D Spectra SSA Service</meta>
+    <meta name="ssap.complianceLevel">full</meta>
+    <meta name="_example" title="Spectra near a position">
+      All spectra within 0.1 degrees of alpha Cen B:
+      :genparam:`POS(219.87,-60.83)` with :genparam:`SIZE(0.1)` and
+      ``REQUEST=queryData``.
+    </meta>
+    <meta name="_example" title="Spectra of a target covering H alpha">
+      ``REQUEST=queryData&amp;TARGETNAME=HD128621&amp;BAND=6.5e-7/6.6e-7``
+      returns the alpha Cen B spectra whose wavelength range includes
+      650-660 nm (BAND in metres).
+    </meta>
+    <meta name="_example" title="Metadata only">
+      ``REQUEST=queryData&amp;FORMAT=METADATA`` describes the query
+      parameters and the columns of the response.
+    </meta>
+
+    <publish render="ssap.xml" sets="ivo_managed"/>
+    <publish render="form" sets="ivo_managed,local" service="web"/>
+
+    <ssapCore queriedTable="data">
+      <FEED source="//ssap#hcd_condDescs"/>
+    </ssapCore>
+  </service>
+
+  <!-- ================================================================== -->
+  <!-- Regression tests (dachs test harps/q); they use the real ADP file
+    from the shared test data, which make demo ingests. -->
+
+  <regSuite title="HARPS spectra regression" sequential="True">
+    <regTest title="SSA queryData finds the real ADP by position">
+      <url REQUEST="queryData" POS="261.21664,-49.94913" SIZE="0.01"
+        >ssa/ssap.xml</url>
+      <code>
+        self.assertHasStrings("IC4651No9122", "HARPS_3.5", "076.C-0429(A)")
+        self.assertHasStrings('name="QUERY_STATUS" value="OK"')
+      </code>
+    </regTest>
+
+    <regTest title="SSA refuses a malformed POS with a VOTable error">
+      <url REQUEST="queryData" POS="abc">ssa/ssap.xml</url>
+      <code>
+        self.assertHasStrings('value="ERROR"')
+      </code>
+    </regTest>
+
+    <regTest title="Datalink metadata lists SDM, original file and preview">
+      <url ID="ivo://\getConfig{ivoa}{authority}/~?harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits"
+        >sdl/dlmeta</url>
+      <code>
+        self.assertHasStrings("#this", "#preview",
+          "content=archive-original", "BAND")
+      </code>
+    </regTest>
+
+    <regTest title="Datalink dlget returns the SDM VOTable of the ADP">
+      <url ID="ivo://\getConfig{ivoa}{authority}/~?harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits"
+        FORMAT="application/x-votable+xml;serialization=tabledata"
+        BAND="6.56e-7 6.5601e-7">sdl/dlget</url>
+      <code>
+        self.assertHasStrings("spec:Spectrum", "IC4651No9122",
+          "&lt;TD>6560.0", "&lt;TD>6560.01")
+        self.assertLacksStrings("&lt;TD>6559.99")
+      </code>
+    </regTest>
+
+    <regTest title="SODA cutout in FITS comes back as FITS">
+      <url ID="ivo://\getConfig{ivoa}{authority}/~?harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits"
+        FORMAT="application/fits" BAND="5.0e-7 5.001e-7">sdl/dlget</url>
+      <code>
+        self.assertEqual(self.data[:9], b"SIMPLE  =")
+      </code>
+    </regTest>
+
+    <regTest title="TAP sync sees the HARPS table">
+      <url LANG="ADQL" REQUEST="doQuery" RESPONSEFORMAT="csv"
+        QUERY="SELECT product_id, prog_id, drs_version FROM harps.data WHERE ssa_targname='IC4651No9122'"
+        >/tap/sync</url>
+      <code>
+        self.assertHasStrings("ADP.2014-09-16T11:04:45.123",
+          "076.C-0429(A)", "HARPS_3.5")
+      </code>
+    </regTest>
+
+    <regTest title="ObsCore lists HARPS spectra">
+      <url LANG="ADQL" REQUEST="doQuery" RESPONSEFORMAT="csv"
+        QUERY="SELECT obs_collection, instrument_name, dataproduct_type, calib_level FROM ivoa.obscore WHERE obs_id LIKE 'harps/data/adp/2006/%'"
+        >/tap/sync</url>
+      <code>
+        self.assertHasStrings("HARPS,HARPS,spectrum,2")
+      </code>
+    </regTest>
+  </regSuite>
+</resource>

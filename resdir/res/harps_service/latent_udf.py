@@ -1,0 +1,1 @@
+"""ADQL user-defined functions over the latent space (filled in by the latent layer)."""
