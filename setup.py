@@ -9,7 +9,10 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["ml", "ml.*"]),
+    # ml: readers, synthetic archive, learned layer; harps_service: the
+    # DaCHS-side helpers that live in the resource directory
+    packages=find_packages(include=["ml", "ml.*"]) + ["harps_service"],
+    package_dir={"harps_service": "resdir/res/harps_service"},
     # numpy, scipy and astropy come from Debian (the DaCHS server uses the same
     # copies); the rest is pinned in requirements.txt for the venv.
     install_requires=["numpy>=1.24", "astropy>=5.2"],
@@ -19,6 +22,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
+            "harps-ingest = harps_service.ingest:main",
         ],
     },
 )

@@ -64,14 +64,15 @@ first and falls back to its built-in //userconfig.
         ORDER BY airmass DESC
     </meta>
     <meta name="_example" title="Proprietary spectra">
-      Spectra still in their proprietary period (metadata are public, data
-      need the programme's credentials):
+      Spectra whose proprietary period ends after a given date (ADQL has
+      no current date: put today's date in).  Their metadata are public,
+      their data need the credentials of a member of programme prog_id:
 
       .. tapquery::
 
         SELECT product_id, ssa_targname, prog_id, release_date
         FROM harps.data
-        WHERE release_date > CURRENT_DATE
+        WHERE release_date > '2026-11-21'
         ORDER BY release_date
     </meta>
     <meta name="_example" title="HARPS in ObsCore">

@@ -101,7 +101,6 @@ gate; spectra: SDM rows, originals, previews).  Files enter the archive tree
 name,type,unit,ucd,tablehead,verbLevel,description
 product_id,text,,meta.id;meta.dataset,Product,1,"Archive-style product identifier: the ESO ARCFILE without .fits for ADP files, HARPS.&lt;DATE-OBS&gt;_s1d_A for pipeline s1d files."
 file_layout,text,,meta.code.class,Layout,15,"File layout: ADP (ESO Phase 3 1D spectrum, one-row binary table) or S1D (HARPS DRS 1D image with linear wavelength solution)."
-synthetic,boolean,,meta.code,Synthetic,15,"True for spectra made by the project's simulator (ml.synth); these are not ESO products."
 ra,double precision,deg,pos.eq.ra;meta.main,RA,1,"Right ascension of the fibre (ICRS/FK5 J2000), from the file header."
 dec,double precision,deg,pos.eq.dec;meta.main,Dec,1,"Declination of the fibre (ICRS/FK5 J2000), from the file header."
 mjd_obs,double precision,d,time.start;obs.exposure,Start,10,"Start of the exposure (MJD, UTC; FITS MJD-OBS)."
@@ -114,7 +113,7 @@ prog_id,text,,meta.id;obs.proposal,Programme,1,"ESO programme identifier; member
 drs_version,text,,meta.version;meta.software,DRS,15,"HARPS data reduction software version (HIERARCH ESO DRS VERSION or PROCSOFT)."
 dpr_type,text,,meta.code.class;obs,DPR type,25,"Exposure type (HIERARCH ESO DPR TYPE, e.g. STAR,DARK,G2: fibre A on the star, fibre B dark, G2 cross-correlation mask)."
 arcfile,text,,meta.id;meta.file,Archive file,25,"ESO archive file name (ARCFILE) where the header has one."
-release_date,date,,time.release,Public from,1,"Date the data become public: observation date plus the one-year ESO proprietary period.  Before that date only members of the programme prog_id may retrieve the data."
+release_date,timestamp,,time.release,Public from,1,"Date the data become public: observation date plus the one-year ESO proprietary period.  Before that date only members of the programme prog_id may retrieve the data."
       </csvItems>
       <events>
         <column name="\name" type="\type" unit="\unit" ucd="\ucd"
@@ -122,6 +121,10 @@ release_date,date,,time.release,Public from,1,"Date the data become public: obse
           description="\description" required="False"/>
       </events>
     </LOOP>
+    <column name="synthetic" type="boolean" required="True"
+      ucd="meta.code" tablehead="Synthetic" verbLevel="15"
+      description="True for spectra made by the project's simulator
+        (ml.synth); these are not ESO products."/>
     <column name="datalink" type="text"
       ucd="meta.ref.url"
       tablehead="Datalink"

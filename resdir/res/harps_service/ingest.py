@@ -1,0 +1,251 @@
+"""Import a directory tree of HARPS 1D files into the running service.
+
+Usage (as root, normally through ``make ingest DATA=<dir>``)::
+
+    harps-ingest [--workers N] [--dry-run] PATH [PATH ...]
+
+Steps, each visible in the output:
+
+1. **Validate** every ``*.fits`` file under the given paths with
+   :func:`ml.fitsio.validate` (headers *and* data: garbage, wrong
+   instrument, wrong layout, truncated and unreadable files are refused,
+   one line each: ``REFUSED <file>: <reason>``).
+2. **Place** valid files in the archive tree under a name derived from the
+   header (``data/<adp|s1d>/<year>/<product id>.fits``).  A file whose product
+   is already archived with identical bytes is *unchanged*; with different
+   bytes it is refused (the archive never silently replaces data).
+3. **Import** the new files with ``dachs imp harps/q import`` (the RD skips
+   files already in the table).  DaCHS imports in one transaction; if it
+   fails, the files placed in step 2 are removed again, so the published
+   data are exactly as before.
+
+Exit status: 0 if every file was imported or unchanged, 1 if some files
+were refused (the valid ones are imported), 2 if the import itself failed
+(nothing changed), 3 for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from ml import fitsio
+
+#: Where DaCHS keeps this resource (etc/dachsctl deploys it there).
+DEFAULT_RESDIR = "/var/gavo/inputs/harps"
+RD_ID = "harps/q"
+FITS_SUFFIXES = (".fits", ".fit", ".fts")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A file that was not imported, and why."""
+
+    path: str
+    reason: str
+
+    def line(self) -> str:
+        return f"REFUSED {self.path}: {self.reason}"
+
+
+@dataclass
+class Plan:
+    """What an ingest run will do with each input file."""
+
+    new: list[tuple[str, str]] = field(default_factory=list)  # (source, destination)
+    unchanged: list[str] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+
+
+def find_fits(paths: Sequence[str]) -> tuple[list[str], list[Refusal]]:
+    """All FITS files below ``paths`` (files or directories), sorted.
+
+    Hidden files and non-FITS names inside directories are skipped; a path
+    that does not exist is refused.
+    """
+    found, missing = [], []
+    for top in paths:
+        if os.path.isfile(top):
+            found.append(os.path.abspath(top))
+        elif os.path.isdir(top):
+            for root, dirs, files in os.walk(top):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                found.extend(os.path.abspath(os.path.join(root, f)) for f in files
+                             if not f.startswith(".") and f.lower().endswith(FITS_SUFFIXES))
+        else:
+            missing.append(Refusal(top, "no such file or directory"))
+    return sorted(set(found)), missing
+
+
+def _validate(path: str) -> fitsio.SpectrumMeta | Refusal:
+    try:
+        return fitsio.validate(path)
+    except fitsio.InvalidSpectrum as ex:
+        return Refusal(path, ex.reason)
+    except (OSError, ValueError, MemoryError) as ex:  # unreadable in some other way
+        return Refusal(path, f"unreadable: {ex}")
+
+
+def validate_all(files: Sequence[str], workers: int) -> list[fitsio.SpectrumMeta | Refusal]:
+    """Validate files, in parallel when ``workers`` > 1; keeps input order."""
+    if workers <= 1 or len(files) < 2 * workers:
+        return [_validate(f) for f in files]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(_validate, files, chunksize=64))
+
+
+def archive_relpath(meta: fitsio.SpectrumMeta) -> str:
+    """Archive-tree path of a product, relative to the resource directory."""
+    year = meta.date_obs[:4] if meta.date_obs[:4].isdigit() else "unknown"
+    return os.path.join("data", meta.layout.lower(), year, meta.canonical_name)
+
+
+def make_plan(results: Iterable[fitsio.SpectrumMeta | Refusal], resdir: str) -> Plan:
+    """Decide, for validated files, which are new, unchanged or conflicting."""
+    plan = Plan()
+    claimed: dict[str, str] = {}  # destination -> source within this batch
+    for res in results:
+        if isinstance(res, Refusal):
+            plan.refused.append(res)
+            continue
+        dest = os.path.join(resdir, archive_relpath(res))
+        if dest in claimed:
+            if filecmp.cmp(claimed[dest], res.path, shallow=False):
+                plan.unchanged.append(res.path)
+            else:
+                plan.refused.append(Refusal(res.path, (
+                    f"product {res.product_id} also comes from {claimed[dest]} "
+                    "with different content in this batch")))
+            continue
+        if os.path.exists(dest):
+            if filecmp.cmp(dest, res.path, shallow=False):
+                plan.unchanged.append(res.path)
+            else:
+                plan.refused.append(Refusal(res.path, (
+                    f"product {res.product_id} is already archived as {dest} with "
+                    "different content; the archive does not replace data")))
+            continue
+        claimed[dest] = res.path
+        plan.new.append((res.path, dest))
+    return plan
+
+
+def _owner_ids() -> tuple[int, int]:
+    import grp
+    import pwd
+    try:
+        return pwd.getpwnam("dachsroot").pw_uid, grp.getgrnam("gavo").gr_gid
+    except KeyError:
+        return -1, -1
+
+
+def place(new: Sequence[tuple[str, str]]) -> list[str]:
+    """Copy new files into the archive tree; return what was placed.
+
+    Files are copied, never linked: the archive owns its bytes, whatever
+    happens to the source later.  Each file is written under a temporary
+    name and renamed, so a crash never leaves a half-written file under an
+    archive name.
+    """
+    uid, gid = _owner_ids()
+    placed: list[str] = []
+    try:
+        for src, dest in new:
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            tmp = f"{dest}.partial-{os.getpid()}"
+            shutil.copyfile(src, tmp)
+            os.chmod(tmp, 0o644)
+            if uid >= 0 and os.geteuid() == 0:
+                os.chown(tmp, uid, gid)
+            os.replace(tmp, dest)
+            placed.append(dest)
+    except OSError:
+        unplace(placed)
+        raise
+    return placed
+
+
+def unplace(placed: Iterable[str]) -> None:
+    """Remove files placed by :func:`place` (after a failed import)."""
+    for dest in placed:
+        try:
+            os.unlink(dest)
+        except FileNotFoundError:
+            pass
+
+
+def dachs_import(rd_id: str = RD_ID) -> subprocess.CompletedProcess:
+    """Run ``dachs imp <rd> import`` as the DaCHS admin user."""
+    cmd = ["dachs", "--ui=stingy", "imp", rd_id, "import"]
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "dachsroot", "--"] + cmd
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def ingest(paths: Sequence[str], *, resdir: str = DEFAULT_RESDIR, workers: int = 2,
+           dry_run: bool = False, out=sys.stdout) -> int:
+    """Validate, place and import HARPS files; print one line per refusal.
+
+    Returns the exit status described in the module docstring.
+    """
+    t0 = time.perf_counter()
+    files, refused = find_fits(paths)
+    plan = make_plan(validate_all(files, workers), resdir)
+    plan.refused[:0] = refused
+    for r in plan.refused:
+        print(r.line(), file=out)
+    t_valid = time.perf_counter() - t0
+    status = 1 if plan.refused else 0
+    if dry_run or not plan.new:
+        print(f"{len(plan.new)} new{' (dry run)' if dry_run else ''}, "
+              f"{len(plan.unchanged)} unchanged, {len(plan.refused)} refused", file=out)
+        return status
+    placed = place(plan.new)
+    result = dachs_import()
+    if result.returncode != 0:
+        unplace(placed)
+        print(f"IMPORT FAILED, nothing changed: {result.stderr.strip() or result.stdout.strip()}",
+              file=out)
+        return 2
+    elapsed = time.perf_counter() - t0
+    print(f"{len(placed)} imported, {len(plan.unchanged)} unchanged, {len(plan.refused)} refused "
+          f"({len(files)} files in {elapsed:.1f} s: validation {t_valid:.1f} s, "
+          f"{len(files) / elapsed:.0f} files/s)", file=out)
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="harps-ingest", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", help="FITS files or directories to import")
+    parser.add_argument("--resdir", default=DEFAULT_RESDIR,
+                        help="DaCHS resource directory (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="validation processes (default: all cores)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate and report, import nothing")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as ex:
+        return 3 if ex.code else 0
+    if args.workers < 1:
+        print("harps-ingest: --workers must be at least 1", file=sys.stderr)
+        return 3
+    if not os.path.isdir(args.resdir):
+        print(f"harps-ingest: --resdir {args.resdir} does not exist; deploy the service first "
+              "(make demo)", file=sys.stderr)
+        return 3
+    return ingest(args.paths, resdir=args.resdir, workers=args.workers, dry_run=args.dry_run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
