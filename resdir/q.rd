@@ -145,6 +145,7 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     <meta name="description">HARPS 1D spectra (ESO Phase 3 ADP and DRS s1d),
       one row per spectrum, with SSA metadata and HARPS observing metadata
       (S/N, BERV, airmass, programme, pipeline version, release date).</meta>
+    <publish sets="ivo_managed"/>
     <meta name="_associatedDatalinkService">
       <meta name="serviceId">sdl</meta>
       <meta name="idColumn">ssa_pubDID</meta>

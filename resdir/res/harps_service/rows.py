@@ -94,7 +94,7 @@ def archive_row(meta: fitsio.SpectrumMeta) -> dict[str, Any]:
         "drs_version": meta.drs_version,
         "dpr_type": meta.dpr_type,
         "arcfile": meta.arcfile,
-        "release_date": released,
+        "release_date": datetime.datetime.combine(released, datetime.time()),
         "embargo": released,
         "owner": meta.prog_id,
     }

@@ -1,0 +1,65 @@
+# HARPS-VO: the two commands are `make demo` and `make test` (see README.md).
+# Run as root on Debian 12.  Every target is idempotent.
+
+PORT ?= 8080
+BIND ?= 127.0.0.1
+SERVER_URL ?= http://localhost:$(PORT)
+AUTHORITY ?= harps.example.org
+VENV ?= $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+# generated data (synthetic archive, checkpoints, bench outputs): never in git
+WORK ?= $(CURDIR)/var
+DEMO_N ?= 300
+DEMO_SEED ?= 20031213
+SHARED ?= $(CURDIR)/../shared/data/harps_real
+
+export PORT BIND SERVER_URL AUTHORITY VENV
+
+.PHONY: demo test install deploy start stop restart status ingest demo-data check bench lint help
+
+help:
+	@sed -n '1,3p' Makefile; echo; grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*##/ --/'
+
+install: ## Debian packages, venv, DaCHS configuration, deployment; starts the service
+	etc/dachsctl all
+
+deploy: ## copy resdir/ and the ml package to DaCHS after editing them
+	etc/dachsctl deploy
+	etc/dachsctl restart
+
+start: ## start PostgreSQL and DaCHS
+	etc/dachsctl start
+
+stop: ## stop what `make demo` started
+	etc/dachsctl stop
+
+restart:
+	etc/dachsctl restart
+
+status:
+	@etc/dachsctl status
+
+demo-data: ## generate the demo synthetic archive (seeded) into $(WORK)/demo
+	$(VENV)/bin/harps-synth --out $(WORK)/demo --n-spectra $(DEMO_N) --seed $(DEMO_SEED) \
+		--today $$(date -u +%F)
+
+ingest: ## import a directory tree of HARPS files: make ingest DATA=<dir>
+	@test -n "$(DATA)" || { echo "usage: make ingest DATA=<directory of HARPS FITS files>"; exit 3; }
+	$(VENV)/bin/harps-ingest $(DATA)
+
+check: ## self-check of the running service (DaCHS regression suite)
+	runuser -u dachsroot -- env PATH=/var/gavo/inputs/harps/bin:$$PATH dachs test -v harps/q
+
+demo: install demo-data ## everything: install, start, load the demo archive, self-check
+	$(VENV)/bin/harps-ingest $(WORK)/demo $(wildcard $(SHARED)) || test $$? -eq 1
+	$(MAKE) --no-print-directory check
+	@etc/next-steps
+
+test: install ## the whole test suite against the live service
+	$(PY) -m pytest
+
+bench: install ## benchmarks (see bench/README.md)
+	$(PY) bench/run.py
+
+lint:
+	$(VENV)/bin/ruff check ml resdir/res tests bench
