@@ -439,8 +439,23 @@ def _layout(path: str, h: Header, ext: Header | None) -> str:
         " (expected an ESO Phase 3 ADP 1D spectrum or a DRS s1d file)")
 
 
+def _mjd_from_iso(date_obs: str) -> float | None:
+    """MJD of an ISO-8601 DATE-OBS, or None if it does not parse."""
+    import datetime
+    try:
+        t = datetime.datetime.fromisoformat(date_obs.strip())
+    except ValueError:
+        return None
+    return (t - datetime.datetime(1858, 11, 17)).total_seconds() / 86400.0
+
+
 def _check_plausible(meta: SpectrumMeta) -> None:
     path = meta.path
+    mjd_date = _mjd_from_iso(meta.date_obs) if meta.date_obs else None
+    if mjd_date is not None and abs(mjd_date - meta.mjd_obs) * 86400.0 > 60.0:
+        raise InvalidSpectrum(
+            path, f"DATE-OBS={meta.date_obs!r} and MJD-OBS={meta.mjd_obs} disagree by "
+            f"{abs(mjd_date - meta.mjd_obs) * 86400.0:.0f} s")
     if not (-360 <= meta.ra <= 360 and -90 <= meta.dec <= 90):
         raise InvalidSpectrum(path, f"RA/DEC out of range: {meta.ra}, {meta.dec}")
     if not 40000 < meta.mjd_obs < 80000:

@@ -121,10 +121,12 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
           description="\description" required="False"/>
       </events>
     </LOOP>
-    <column name="synthetic" type="boolean" required="True"
+    <column name="synthetic" type="smallint" required="True"
       ucd="meta.code" tablehead="Synthetic" verbLevel="15"
-      description="True for spectra made by the project's simulator
-        (ml.synth); these are not ESO products."/>
+      description="1 for spectra made by the project's simulator (ml.synth),
+        which are not ESO products; 0 for archive data.">
+      <values min="0" max="1"/>
+    </column>
     <column name="datalink" type="text"
       ucd="meta.ref.url"
       tablehead="Datalink"
@@ -164,7 +166,7 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
       ssa_speccalib="'ABSOLUTE'"
       ssa_spectralucd="'em.wl;obs.atmos'"
       ssa_targclass="'star'"
-      ssa_datasource="\+CASE WHEN synthetic THEN 'artificial' ELSE 'pointed' END"
+      ssa_datasource="\+CASE WHEN synthetic=1 THEN 'artificial' ELSE 'pointed' END"
     >//ssap#view</mixin>
 
     <mixin

@@ -75,7 +75,7 @@ class Service:
         r = requests.post(f"{self.tap}/sync", data={
             "REQUEST": "doQuery", "LANG": "ADQL", "QUERY": query,
             "RESPONSEFORMAT": "csv"}, timeout=120)
-        assert r.status_code == 200, r.text[:2000]
+        assert r.status_code == 200 and "QUERY_STATUS" not in r.text[:2000], r.text[:2000]
         return list(csv.DictReader(r.text.splitlines()))
 
 

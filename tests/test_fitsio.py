@@ -179,3 +179,11 @@ def test_bad_pixel_mask_flags_absurd_and_nonfinite():
     flux[40] = 2000.0  # a strong but possible value (4x continuum)
     bad = fitsio.bad_pixel_mask(wave, flux)
     assert set(np.flatnonzero(bad)) == {10, 20, 30}
+
+
+def test_inconsistent_dates_are_refused(tmp_path):
+    dst = _copy(S1D, tmp_path)
+    with fits.open(dst, mode="update") as hdul:
+        hdul[0].header["DATE-OBS"] = "2011-01-01T00:00:00.000"
+    with pytest.raises(fitsio.InvalidSpectrum, match="DATE-OBS=.* and MJD-OBS=.* disagree"):
+        fitsio.validate(dst)

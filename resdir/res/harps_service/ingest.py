@@ -108,15 +108,39 @@ def archive_relpath(meta: fitsio.SpectrumMeta) -> str:
     return os.path.join("data", meta.layout.lower(), year, meta.canonical_name)
 
 
-def make_plan(results: Iterable[fitsio.SpectrumMeta | Refusal], resdir: str) -> Plan:
-    """Decide, for validated files, which are new, unchanged or conflicting."""
+def published_products() -> dict[str, str]:
+    """Product identifier to accref of everything already in the service."""
+    from gavo import base
+    try:
+        with base.getTableConn() as conn:
+            return dict(conn.query("SELECT product_id, accref FROM harps.raw_data"))
+    except base.DBError:  # tables not created yet: nothing is published
+        return {}
+
+
+def make_plan(results: Iterable[fitsio.SpectrumMeta | Refusal], resdir: str,
+              published: dict[str, str] | None = None) -> Plan:
+    """Decide, for validated files, which are new, unchanged or conflicting.
+
+    ``published`` maps product identifiers already in the service to their
+    accrefs; a file claiming one of them under another archive path is
+    refused here rather than failing the whole import on the primary key.
+    """
     plan = Plan()
+    published = published or {}
     claimed: dict[str, str] = {}  # destination -> source within this batch
     for res in results:
         if isinstance(res, Refusal):
             plan.refused.append(res)
             continue
-        dest = os.path.join(resdir, archive_relpath(res))
+        relpath = archive_relpath(res)
+        dest = os.path.join(resdir, relpath)
+        known = published.get(res.product_id)
+        if known is not None and not known.endswith(relpath):
+            plan.refused.append(Refusal(res.path, (
+                f"product {res.product_id} is already published as {known}; "
+                "the archive does not replace data")))
+            continue
         if dest in claimed:
             if filecmp.cmp(claimed[dest], res.path, shallow=False):
                 plan.unchanged.append(res.path)
@@ -147,6 +171,16 @@ def _owner_ids() -> tuple[int, int]:
         return -1, -1
 
 
+def _makedirs(path: str, uid: int, gid: int, chown: bool) -> None:
+    """Create archive directories owned by the DaCHS admin, as deploy does."""
+    if os.path.isdir(path):
+        return
+    _makedirs(os.path.dirname(path), uid, gid, chown)
+    os.mkdir(path, 0o775)
+    if chown:
+        os.chown(path, uid, gid)
+
+
 def place(new: Sequence[tuple[str, str]]) -> list[str]:
     """Copy new files into the archive tree; return what was placed.
 
@@ -156,14 +190,15 @@ def place(new: Sequence[tuple[str, str]]) -> list[str]:
     archive name.
     """
     uid, gid = _owner_ids()
+    chown = uid >= 0 and os.geteuid() == 0
     placed: list[str] = []
     try:
         for src, dest in new:
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            _makedirs(os.path.dirname(dest), uid, gid, chown)
             tmp = f"{dest}.partial-{os.getpid()}"
             shutil.copyfile(src, tmp)
             os.chmod(tmp, 0o644)
-            if uid >= 0 and os.geteuid() == 0:
+            if chown:
                 os.chown(tmp, uid, gid)
             os.replace(tmp, dest)
             placed.append(dest)
@@ -198,7 +233,7 @@ def ingest(paths: Sequence[str], *, resdir: str = DEFAULT_RESDIR, workers: int =
     """
     t0 = time.perf_counter()
     files, refused = find_fits(paths)
-    plan = make_plan(validate_all(files, workers), resdir)
+    plan = make_plan(validate_all(files, workers), resdir, published_products())
     plan.refused[:0] = refused
     for r in plan.refused:
         print(r.line(), file=out)

@@ -70,7 +70,7 @@ def archive_row(meta: fitsio.SpectrumMeta) -> dict[str, Any]:
     return {
         "product_id": meta.product_id,
         "file_layout": meta.layout,
-        "synthetic": meta.synthetic,
+        "synthetic": int(meta.synthetic),
         "ssa_dateObs": 0.5 * (meta.mjd_obs + meta.mjd_end),
         "ssa_timeExt": meta.exptime,
         "ssa_targname": meta.object,
