@@ -36,6 +36,22 @@ ARCHIVE_WAVE_MAX = 6913.0
 #: Real files show zeros from 5304.16 to 5337.10 A (barycentric); the span
 #: moves by a few 0.01 A with BERV.
 CCD_GAP = (5304.0, 5337.2)
+#: The gap in the detector (topocentric) frame, Angstrom, from the zero pixels
+#: of the eight real files in shared/data/harps_real (3295 pixels each).
+#: Barycentric products show it at ``CCD_GAP_TOPOCENTRIC * (1 + BERV / C_KMS)``:
+#: it moves with BERV by up to +-0.55 A (always inside MODEL_GAP).
+CCD_GAP_TOPOCENTRIC = (5304.31, 5337.26)
+
+# --- Echelle format (from the DRS wavelength-solution keywords) ------------
+#: 72 extracted orders, physical orders 161 (bluest) down to 89: 46 on the
+#: blue CCD, 26 on the red one; order 115 falls in the CCD gap.
+N_ORDERS = 72
+ORDER_BLUEST = 161
+ORDER_REDDEST = 89
+ORDER_IN_GAP = 115
+#: Grating constant ``m * lambda_centre`` of the echelle, Angstrom (order 161
+#: is centred at 3802 A, order 89 at 6878 A).
+ECHELLE_CONSTANT = 612_150.0
 
 # --- Common grid of the learned layer --------------------------------------
 #: Wavelength range kept for the model (covered by every HARPS 1D product).
