@@ -166,6 +166,7 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
       ssa_speccalib="'ABSOLUTE'"
       ssa_spectralucd="'em.wl;obs.atmos'"
       ssa_targclass="'star'"
+      ssa_targetpos="ssa_location"
       ssa_datasource="\+CASE WHEN synthetic=1 THEN 'artificial' ELSE 'pointed' END"
     >//ssap#view</mixin>
 
@@ -318,7 +319,25 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
       <dataFunction procDef="gated_sdm"/>
       <dataFunction procDef="deliver_original"/>
       <FEED source="//soda#sdm_plainfluxcalib"/>
-      <FEED source="//soda#sdm_cutout"/>
+      <metaMaker>
+        <code>
+          yield MS(InputKey, type="double precision[2]", xtype="interval",
+            name="BAND", multiplicity="forced-single",
+            unit="m", ucd="em.wl",
+            description="Spectral cutout interval (air wavelength, metres)",
+            values=MS(Values,
+              min=descriptor.limits["ssa_specstart"].min,
+              max=descriptor.limits["ssa_specend"].max))
+        </code>
+      </metaMaker>
+      <dataFunction>
+        <setup imports="harps_service.spectra"/>
+        <code>
+          if args.get("BAND") is not None:
+            spectra.cutout(descriptor.data.getPrimaryTable(),
+              args["BAND"][0], args["BAND"][1])
+        </code>
+      </dataFunction>
       <metaMaker>
         <setup imports="harps_service.spectra"/>
         <code>
@@ -359,10 +378,9 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
         <code>
           if args.get("FORMAT")==spectra.ORIGINAL_FORMAT:
             return descriptor.data
-          from gavo.protocols import sdm
           if not descriptor.data.getPrimaryTable().rows:
             raise soda.EmptyData()
-          return sdm.formatSDMData(descriptor.data, args["FORMAT"])
+          return spectra.format_sdm(descriptor.data, args["FORMAT"])
         </code>
       </dataFormatter>
     </datalinkCore>

@@ -46,6 +46,51 @@ def iter_sdm_rows(ssa_row: Mapping[str, Any]) -> Iterator[dict[str, float]]:
         yield {"spectral": w, "flux": f, "flux_error": e}
 
 
+def cutout(sdm_table: Any, low_m: float, high_m: float) -> None:
+    """Keep the SDM rows with wavelength in [low_m, high_m] (SODA BAND, metres).
+
+    Unlike DaCHS's ``mangle_cutout``, the bounds get a relative tolerance of
+    1e-12 so that a pixel exactly on a bound (6.56e-7 m = 6560.00 A) is not
+    lost to float rounding in the metre-to-Angstrom conversion.  The SSA
+    spectral-coverage params of the table are updated to the cut range.
+
+    Raises
+    ------
+    gavo.base.ValidationError
+        If the lower bound lies above the upper one.
+    """
+    if low_m > high_m:
+        raise base.ValidationError(
+            f"BAND lower bound {low_m} m lies above the upper bound {high_m} m", "BAND")
+    lo, hi = low_m * 1e10, high_m * 1e10  # spectral axis in Angstrom
+    eps = 1e-12 * max(abs(lo), abs(hi))
+    sdm_table.rows = [r for r in sdm_table.rows if lo - eps <= r["spectral"] <= hi + eps]
+    if sdm_table.rows:
+        start, end = sdm_table.rows[0]["spectral"] * 1e-10, sdm_table.rows[-1]["spectral"] * 1e-10
+        sdm_table.setParam("ssa_specstart", start)
+        sdm_table.setParam("ssa_specend", end)
+        sdm_table.setParam("ssa_specext", end - start)
+        sdm_table.setParam("ssa_specmid", 0.5 * (start + end))
+
+
+def format_sdm(sdm_data: Any, media_type: str | None) -> tuple[str, bytes]:
+    """Serialise an SDM spectrum, working around a DaCHS 2.7 FITS bug.
+
+    ``sdm.makeSDMDataForSSARow`` turns spoint params into [ra, dec] lists,
+    but the FITS writer then expects an spoint for ``ssa_targetpos``
+    (RA_TARG/DEC_TARG cards) and fails; for FITS output the param is given
+    back as an spoint.
+    """
+    from gavo.protocols import sdm
+    if media_type == "application/fits":
+        from gavo.utils import pgsphere
+        param = sdm_data.getPrimaryTable().getParamByName("ssa_targetpos")
+        if isinstance(param.value, (list, tuple)):
+            param.type = "spoint"
+            param.set(pgsphere.SPoint.fromDegrees(*param.value))
+    return sdm.formatSDMData(sdm_data, media_type)
+
+
 def original_file(ssa_row: Mapping[str, Any]) -> tuple[str, bytes]:
     """The archive file itself, as (media type, payload)."""
     with open(spectrum_path(ssa_row), "rb") as f:
