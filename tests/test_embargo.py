@@ -1,0 +1,144 @@
+"""Proprietary data: metadata public, every data path closed to outsiders."""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+import subprocess
+import urllib.parse
+from pathlib import Path
+
+import pytest
+import requests
+from astropy.io import fits
+from astropy.time import Time
+
+from conftest import RESDIR, SHARED, pub_did, require, run_ingest
+
+pytestmark = pytest.mark.server
+
+S1D = SHARED / "s1d" / "HARPS.2006-09-08T02_12_38.604_s1d_A.fits"
+PROGRAMME = "072.C-0488(E)"  # PROG_ID of that file: the owning group
+MEMBER = ("harps_test_member", "member-secret-1")
+OUTSIDER = ("harps_test_outsider", "outsider-secret-2")
+
+
+def _dachs_adm(*args: str, check: bool = True) -> None:
+    subprocess.run(["runuser", "-u", "dachsroot", "--", "dachs", "adm", *args],
+                   check=check, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def users():
+    require(subprocess.run(["id", "dachsroot"], capture_output=True).returncode == 0,
+            "DaCHS admin user missing")
+    for user, password in (MEMBER, OUTSIDER):
+        _dachs_adm("deluser", user, check=False)
+        _dachs_adm("adduser", user, password)
+    _dachs_adm("addtogroup", MEMBER[0], PROGRAMME)
+    yield
+    for user, _ in (MEMBER, OUTSIDER):
+        _dachs_adm("deluser", user, check=False)
+
+
+@pytest.fixture(scope="module")
+def embargoed(service, users, tmp_path_factory):
+    """A spectrum observed 30 days ago (proprietary for 11 more months)."""
+    require(S1D.exists(), "real s1d file missing")
+    when = datetime.datetime.utcnow().replace(microsecond=0) - datetime.timedelta(days=30)
+    date_obs = when.strftime("%Y-%m-%dT%H:%M:%S.000")
+    src = tmp_path_factory.mktemp("embargo") / "recent.fits"
+    shutil.copyfile(S1D, src)
+    with fits.open(src, mode="update") as hdul:
+        h = hdul[0].header
+        h["OBJECT"] = "TEST-EMBARGO"
+        h["DATE-OBS"] = date_obs
+        h["MJD-OBS"] = Time(when).mjd
+    result = run_ingest(src)
+    assert result.returncode == 0, result.stdout + result.stderr
+    accref = f"harps/data/s1d/{date_obs[:4]}/HARPS.{date_obs.replace(':', '_')}_s1d_A.fits"
+    yield accref, pub_did(accref), src.read_bytes()
+    from gavo import base
+    with base.getDBConnection("admin") as conn:
+        conn.execute("DELETE FROM harps.raw_data WHERE accref = %(a)s", {"a": accref})
+        conn.commit()
+    Path("/var/gavo/inputs", accref).unlink(missing_ok=True)
+
+
+def _data_urls(service, accref: str, did: str) -> dict[str, str]:
+    q = urllib.parse.quote
+    return {
+        "product download": f"{service.url}/getproduct/{accref}",
+        "datalink dlget (SDM)": service.dlget(did),
+        "datalink original file": service.dlget(
+            did, FORMAT="application/fits;content=archive-original"),
+        "SODA cutout": service.dlget(did, BAND="6.56e-7 6.57e-7"),
+        "SODA cutout FITS": service.dlget(did, BAND="5e-7 5.1e-7", FORMAT="application/fits"),
+        "preview": service.preview(did),
+        "product preview": f"{service.url}/getproduct/{accref}?preview=True",
+        "tar of products": f"{service.url}/getproduct/{q(accref)}?tar=True",
+    }
+
+
+def test_metadata_is_public(service, embargoed):
+    accref, did, _ = embargoed
+    rows = service.tap_rows(
+        f"SELECT ssa_targname, release_date, prog_id FROM harps.data WHERE ssa_pubDID = '{did}'")
+    assert len(rows) == 1 and rows[0]["prog_id"] == PROGRAMME
+    assert rows[0]["release_date"] > datetime.date.today().isoformat()
+    oc = service.tap_rows(
+        f"SELECT obs_release_date FROM ivoa.obscore WHERE obs_publisher_did = '{did}'")
+    assert oc and oc[0]["obs_release_date"] > datetime.date.today().isoformat()
+    ssa = requests.get(service.ssa, params={"REQUEST": "queryData",
+                                            "TARGETNAME": "TEST-EMBARGO"}, timeout=60)
+    assert did in ssa.text
+    dl = requests.get(service.dlmeta(did), timeout=60)
+    assert dl.status_code == 200 and "#this" in dl.text  # the links are listed...
+
+
+def test_anonymous_users_get_no_data(service, embargoed):
+    accref, did, payload = embargoed
+    for what, url in _data_urls(service, accref, did).items():
+        r = requests.get(url, timeout=60)
+        assert r.status_code in (401, 403), f"{what}: {r.status_code} {url}"
+        assert payload[:2880] not in r.content, what
+        assert b"\x89PNG" not in r.content[:8], what
+
+
+def test_outsiders_get_no_data_members_do(service, embargoed):
+    accref, did, payload = embargoed
+    for what, url in _data_urls(service, accref, did).items():
+        if what == "tar of products":
+            continue
+        r = requests.get(url, auth=OUTSIDER, timeout=60)
+        assert r.status_code in (401, 403), f"{what} for an outsider: {r.status_code}"
+        r = requests.get(url, auth=(MEMBER[0], "wrong password"), timeout=60)
+        assert r.status_code in (401, 403), f"{what} with a wrong password: {r.status_code}"
+        r = requests.get(url, auth=MEMBER, timeout=120)
+        assert r.status_code == 200, f"{what} for a member: {r.status_code} {r.text[:300]}"
+    original = requests.get(_data_urls(service, accref, did)["datalink original file"],
+                            auth=MEMBER, timeout=60)
+    assert original.content == payload
+
+
+def test_cached_preview_does_not_leak(service, embargoed):
+    accref, did, _ = embargoed
+    assert requests.get(service.preview(did), auth=MEMBER, timeout=60).status_code == 200
+    assert any(Path(RESDIR, "previews").glob("*.png"))  # now cached on disk
+    assert requests.get(service.preview(did), timeout=60).status_code in (401, 403)
+
+
+def test_no_static_path_serves_archive_files(service, embargoed):
+    accref, _, payload = embargoed
+    rel = accref.split("/", 1)[1]  # data/s1d/...
+    for url in (f"{service.url}/harps/q/static/{rel}", f"{service.url}/static/{rel}",
+                f"{service.url}/harps/{rel}", f"{service.url}/harps/q/{rel}",
+                f"{service.url}/inputs/{accref}"):
+        r = requests.get(url, timeout=60)
+        assert r.status_code >= 400 and payload[:2880] not in r.content, url
+
+
+def test_public_data_stay_open(service, real_files):
+    did = pub_did("harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits")
+    for url in (service.dlget(did, BAND="6.56e-7 6.57e-7"), service.preview(did)):
+        assert requests.get(url, timeout=60).status_code == 200
