@@ -124,9 +124,7 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     <column name="synthetic" type="smallint" required="True"
       ucd="meta.code" tablehead="Synthetic" verbLevel="15"
       description="1 for spectra made by the project's simulator (ml.synth),
-        which are not ESO products; 0 for archive data.">
-      <values min="0" max="1"/>
-    </column>
+        which are not ESO products; 0 for archive data."/>
     <column name="datalink" type="text"
       ucd="meta.ref.url"
       tablehead="Datalink"
@@ -483,7 +481,7 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     </regTest>
 
     <regTest title="Datalink metadata lists SDM, original file and preview">
-      <url ID="ivo://\getConfig{ivoa}{authority}/~?harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits"
+      <url ID="harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits"
         >sdl/dlmeta</url>
       <code>
         self.assertHasStrings("#this", "#preview",
@@ -492,7 +490,7 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     </regTest>
 
     <regTest title="Datalink dlget returns the SDM VOTable of the ADP">
-      <url ID="ivo://\getConfig{ivoa}{authority}/~?harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits"
+      <url ID="harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits"
         FORMAT="application/x-votable+xml;serialization=tabledata"
         BAND="6.56e-7 6.5601e-7">sdl/dlget</url>
       <code>
@@ -503,7 +501,7 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     </regTest>
 
     <regTest title="SODA cutout in FITS comes back as FITS">
-      <url ID="ivo://\getConfig{ivoa}{authority}/~?harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits"
+      <url ID="harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits"
         FORMAT="application/fits" BAND="5.0e-7 5.001e-7">sdl/dlget</url>
       <code>
         self.assertEqual(self.data[:9], b"SIMPLE  =")
