@@ -96,6 +96,9 @@ class SynthConfig:
                               f"Angstrom, got {self.step!r}")
         if self.fmt not in FORMATS:
             raise ConfigError("fmt", f"must be one of {', '.join(FORMATS)}, got {self.fmt!r}")
+        if self.fmt != "adp" and self.step >= 1.0:
+            raise ConfigError("fmt", f"{self.fmt!r} needs --step below 1 Angstrom (ml.fitsio reads "
+                              f"s1d files only with CDELT1 < 1), got --step {self.step}")
         if self.err not in ERR_MODES:
             raise ConfigError("err", f"must be one of {', '.join(ERR_MODES)}, got {self.err!r}")
         if not isinstance(self.today, dt.date) or self.today < HARPS_START + dt.timedelta(800):

@@ -1,6 +1,6 @@
 """Explicit-profile features: strong lines with wings and molecular band envelopes.
 
-The weak-line forest is handled spectrally (:mod:`ml.synth.render`); the
+The weak-line forest is handled spectrally (:mod:`ml.synth.spectrum`); the
 features here are evaluated point by point because their wings reach tens
 of Angstrom.  Wavelengths are stellar rest-frame air wavelengths [A].
 

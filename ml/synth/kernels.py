@@ -12,7 +12,7 @@ Fourier transforms (no sampled kernels, no edge effects):
 * instrument: Gaussian of FWHM ``c / R``;
 * a Doppler shift ``v``: ``exp(-2 pi i f v)``.
 
-Coarse mode (equivalent-width deposit, see :mod:`ml.synth.render`) needs
+Coarse mode (equivalent-width deposit, see :mod:`ml.synth.spectrum`) needs
 the equivalent width of a Voigt line of any strength:
 :func:`reduced_width` interpolates tables of
 ``w(tau0, a) = int g(tau0 H(a, u)) du`` (Doppler units), with the stellar
@@ -144,7 +144,9 @@ def reduced_width(tau0: np.ndarray, cls: np.ndarray) -> np.ndarray:
     x = (np.log10(np.maximum(tau0, 1e-30)) - _LOG_TAU[0]) / step
     i = np.clip(np.floor(x).astype(np.int64), 0, len(_LOG_TAU) - 2)
     frac = x - i
-    log_w = table[cls, i] * (1.0 - frac) + table[cls, i + 1] * frac
+    flat = cls * len(_LOG_TAU) + i
+    lo, hi = np.take(table, flat), np.take(table, flat + 1)
+    log_w = lo + (hi - lo) * frac
     weak = x < 0.0  # below the table: the linear part of the curve of growth
-    log_w[weak] = table[cls[weak], 0] + frac[weak] * step
-    return 10.0 ** log_w
+    log_w[weak] = lo[weak] + frac[weak] * step
+    return np.exp(log_w * math.log(10.0))

@@ -29,15 +29,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+from collections.abc import Iterator
 
 import numpy as np
 
 from ml import harps
 from ml.synth import astro
 from ml.synth import rng as rngmod
-from ml.synth.catalogue import Catalogue, Star
-from ml.synth.config import HARPS_START, ConfigError
-from ml.synth.render import SpectrumParams
+from ml.synth.catalogue import Catalogue, Star, make_catalogue
+from ml.synth.config import HARPS_START, ConfigError, SynthConfig
+from ml.synth.spectrum import SpectrumParams
 
 SLOTS_PER_NIGHT = 1000
 MAX_AIRMASS = 2.0
@@ -110,11 +111,13 @@ class Observation:
 
     @property
     def airmass(self) -> float:
-        return 0.5 * (self.airmass_start + self.airmass_end)
+        """Mean airmass of the exposure (as ``ml.fitsio`` reports it)."""
+        return round(0.5 * (self.airmass_start + self.airmass_end), 4)
 
     @property
     def pwv(self) -> float:
-        return 0.5 * (self.pwv_start + self.pwv_end)
+        """Mean precipitable water vapour, mm."""
+        return round(0.5 * (self.pwv_start + self.pwv_end), 3)
 
     @property
     def release_date(self) -> dt.date:
@@ -128,7 +131,7 @@ class Observation:
 
     @property
     def params(self) -> SpectrumParams:
-        """Physical parameters for :func:`ml.synth.render.render`."""
+        """Physical parameters for :func:`ml.synth.spectrum.render`."""
         s = self.star
         return SpectrumParams(s.teff, s.logg, s.feh, s.vsini, self.rv, self.berv,
                               self.airmass, self.pwv)
@@ -301,3 +304,37 @@ class ObservationPlanner:
                      f"{_spectral_mask(star.teff)}",
             drs_version="HARPS_3.5" if old else "HARPS_3.8",
             arc_ms=self._archive_ms(night, slot, rng), today=self.today)
+
+
+def planner_for(config: SynthConfig) -> ObservationPlanner:
+    """The planner of a :class:`ml.synth.config.SynthConfig` (catalogue included)."""
+    cat = make_catalogue(config.stars, config.seed)
+    return ObservationPlanner(cat, config.n_spectra, seed=config.seed, today=config.today,
+                              proprietary_fraction=config.proprietary_fraction)
+
+
+def iter_observations(n_spectra: int, *, seed: int = 1, n_stars: int | None = None,
+                      today: dt.date | None = None, proprietary_fraction: float = 0.1,
+                      start: int = 0, stop: int | None = None) -> Iterator[Observation]:
+    """Observations of a run, one at a time (for rendering without files).
+
+    Parameters
+    ----------
+    n_spectra : int
+        Size of the run (fixes the schedule).
+    seed, n_stars, today, proprietary_fraction
+        As in :class:`ml.synth.config.SynthConfig`; the same values give the
+        same observations as the archive written with them.
+    start, stop : int
+        Index range to yield (default: all).
+
+    Yields
+    ------
+    Observation
+    """
+    extra = {} if today is None else {"today": today}
+    config = SynthConfig(n_spectra=n_spectra, seed=seed, n_stars=n_stars,
+                         proprietary_fraction=proprietary_fraction, **extra)
+    planner = planner_for(config)
+    for i in range(start, n_spectra if stop is None else min(stop, n_spectra)):
+        yield planner.plan(i)

