@@ -25,6 +25,7 @@ setup(
             "harps-ingest = harps_service.ingest:main",
             "harps-synth = ml.synth.cli:main",
             "harps-train = ml.train:main",
+            "harps-encode = ml.encode:main",
         ],
     },
 )
