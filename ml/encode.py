@@ -225,7 +225,7 @@ def _header(ckpt: dict, sha: str, mid: str, n: int, id_kind: str) -> dict[str, t
     g, code = ckpt["recipe"]["grid"], code_version()
     return {
         "ARTVER": (ARTEFACT_VERSION, "latents artefact format version"),
-        "MODELID": (mid, "model identifier (preset-zD-checkpoint hash)"),
+        "MODELID": (mid, "model identifier"),
         "CKPTSHA": (sha, ""),  # SHA-256 of the checkpoint file (no room for a comment)
         "PRESET": (ckpt["model_config"]["preset"], "model preset"),
         "LATDIM": (ckpt["model_config"]["latent_dim"], "latent dimension D"),

@@ -144,3 +144,17 @@ def test_command_line(real_files, model_ckpt, tmp_path, capsys):
     bad.write_bytes(b"junk")
     assert encode.main([str(bad), str(SHARED / "s1d"), "--out", str(tmp_path)]) == 2
     assert "bad.ckpt: not a readable checkpoint" in capsys.readouterr().err
+
+
+def test_header_cards_fit_for_long_values():
+    # astropy warns (an error under this suite's filterwarnings) when a comment is cut
+    ckpt = {"model_config": {"preset": "coarse", "latent_dim": 8192}, "step": 10**9,
+            "recipe": {"grid": {"step": 0.01, "wave_min": 3785.0, "wave_max": 6910.0,
+                                "npix": 312501, "padded": 327680}, "frame": "observatory"},
+            "data": {"file_list_sha256": "f" * 64}}
+    cards = encode._header(ckpt, "a" * 64, "coarse-z8192-aaaaaaaaaaaa", 10**9,
+                           "did-prefix+accref")
+    header = fits.Header()
+    for key, (value, comment) in cards.items():
+        header[key] = (value, comment)
+    assert header["CKPTSHA"] == "a" * 64 and header["LATDIM"] == 8192
