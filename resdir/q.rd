@@ -203,26 +203,25 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
   <!-- ================================================================== -->
   <!-- Data                                                               -->
 
-  <data id="import" updating="True">
-    <!-- Sources already in the table are skipped, so that re-running an
-      import only adds new files (bin/ingest.py relies on that). -->
-    <sources pattern="data/*/*/*.fits">
-      <ignoreSources fromdb="select accref from \schema.raw_data"/>
-    </sources>
-    <customGrammar module="res/harps_service/rows">
-      <rowfilter procDef="//products#define">
-        <bind key="table">"\schema.raw_data"</bind>
-        <bind key="path">\fullDLURL{sdl}</bind>
-        <!-- an SDM VOTable of 313k points is about 12 MB -->
-        <bind key="fsize">12000000</bind>
-        <bind key="mime">"application/x-votable+xml"</bind>
-        <bind key="preview">\fullDLURL{pv}</bind>
-        <bind key="preview_mime">"image/png"</bind>
-        <bind key="owner">@owner</bind>
-        <bind key="embargo">@embargo</bind>
-      </rowfilter>
-    </customGrammar>
+  <!-- The mapping from file metadata to rows, shared by the two ways rows
+    come in: harps_service.rows.archive_row yields the column values, these
+    rules add the products-table entry and the SSA location. -->
+  <STREAM id="productRules">
+    <rowfilter procDef="//products#define">
+      <bind key="table">"\\schema.raw_data"</bind>
+      <bind key="accref">@accref</bind>
+      <bind key="path">"\\getConfig{web}{serverURL}/\\rdId/sdl/dlget?ID="+urllib.parse.quote_plus(getStandardPubDID(@accref))</bind>
+      <!-- an SDM VOTable of 313k points is about 12 MB -->
+      <bind key="fsize">12000000</bind>
+      <bind key="mime">"application/x-votable+xml"</bind>
+      <bind key="preview">"\\getConfig{web}{serverURL}/\\rdId/pv/dlget?ID="+urllib.parse.quote_plus(getStandardPubDID(@accref))</bind>
+      <bind key="preview_mime">"image/png"</bind>
+      <bind key="owner">@owner</bind>
+      <bind key="embargo">@embargo</bind>
+    </rowfilter>
+  </STREAM>
 
+  <STREAM id="makeRawData">
     <make table="raw_data">
       <rowmaker idmaps="*">
         <apply procDef="//ssap#fill-plainlocation">
@@ -230,9 +229,32 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
           <bind key="dec">@dec</bind>
           <bind key="aperture">1/3600.</bind>
         </apply>
-        <map key="datalink">\dlMetaURI{sdl}</map>
+        <map key="datalink">\\dlMetaURI{sdl}</map>
       </rowmaker>
     </make>
+  </STREAM>
+
+  <data id="import" updating="True">
+    <!-- The archive tree: `dachs imp harps/q import` (re)builds the table
+      from the files; files already in the table are skipped. -->
+    <sources pattern="data/*/*/*.fits">
+      <ignoreSources fromdb="select accref from \schema.raw_data"/>
+    </sources>
+    <customGrammar module="res/harps_service/rows">
+      <FEED source="productRules"/>
+    </customGrammar>
+    <FEED source="makeRawData"/>
+  </data>
+
+  <data id="import_batch" updating="True" auto="False">
+    <!-- What harps-ingest uses: one manifest per ingest run, holding the
+      metadata its validation already parsed (so headers are read once);
+      it deletes the manifest after the import, whatever the outcome. -->
+    <sources pattern="staging/*.jsonl"/>
+    <customGrammar module="res/harps_service/manifest">
+      <FEED source="productRules"/>
+    </customGrammar>
+    <FEED source="makeRawData"/>
   </data>
 
   <data id="make_view" auto="False">
@@ -418,7 +440,7 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
       <condDesc buildFrom="ssa_dateObs"/>
       <condDesc>
         <inputKey original="data.ssa_targname" tablehead="Target">
-          <values fromdb="ssa_targname from harps.raw_data
+          <values fromdb="ssa_targname from \schema.raw_data
             group by ssa_targname order by ssa_targname limit 2000"/>
         </inputKey>
       </condDesc>

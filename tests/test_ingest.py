@@ -200,3 +200,35 @@ def test_usage_errors_name_the_parameter():
     missing = run_ingest("/nonexistent/dir")
     assert "REFUSED /nonexistent/dir: no such file or directory" in missing.stdout
     assert missing.returncode == 1
+
+
+def _dump(schema: str) -> tuple[str, str]:
+    def copy(query: str) -> str:
+        return subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-d", "gavo", "-tAc",
+                               f"COPY ({query}) TO STDOUT"], capture_output=True, text=True,
+                              check=True).stdout
+    return (copy(f"SELECT * FROM {schema}.raw_data ORDER BY product_id"),
+            copy(f"SELECT * FROM dc.products WHERE sourcetable = '{schema}.raw_data' "
+                 "ORDER BY accref"))
+
+
+def test_ingest_and_rebuild_from_files_give_identical_rows(service):
+    """harps-ingest (manifest of parsed headers) == dachs imp of the archive tree."""
+    require(SHARED.is_dir(), "real HARPS files missing")
+    name = "harpsitest"
+    ctl = str(Path(__file__).resolve().parents[1] / "etc" / "dachsctl")
+    subprocess.run([ctl, "drop-as", name], capture_output=True)
+    subprocess.run([ctl, "deploy-as", name], check=True, capture_output=True)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "harps_service.ingest", "--rd", f"{name}/q", str(SHARED)],
+            capture_output=True, text=True)
+        assert result.returncode == 1 and "8 imported" in result.stdout, result.stdout
+        via_ingest = _dump(name)
+        assert via_ingest[0].count("\n") == 8 and via_ingest[1].count("\n") == 8
+        dachs = ["runuser", "-u", "dachsroot", "--", "dachs", "--ui=stingy"]
+        subprocess.run(dachs + ["drop", f"{name}/q"], check=True, capture_output=True)
+        subprocess.run(dachs + ["imp", f"{name}/q", "import"], check=True, capture_output=True)
+        assert _dump(name) == via_ingest
+    finally:
+        subprocess.run([ctl, "drop-as", name], capture_output=True)

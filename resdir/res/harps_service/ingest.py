@@ -14,10 +14,11 @@ Steps, each visible in the output:
    header (``data/<adp|s1d>/<year>/<product id>.fits``).  A file whose product
    is already archived with identical bytes is *unchanged*; with different
    bytes it is refused (the archive never silently replaces data).
-3. **Import** the new files with ``dachs imp harps/q import`` (the RD skips
-   files already in the table).  DaCHS imports in one transaction; if it
-   fails, the files placed in step 2 are removed again, so the published
-   data are exactly as before.
+3. **Import** the new files with ``dachs imp harps/q import_batch``: the
+   metadata parsed in step 1 go to DaCHS as a manifest (see
+   :mod:`harps_service.manifest`), so headers are read once.  DaCHS imports
+   in one transaction; if it fails, the files placed in step 2 are removed
+   again, so the published data are exactly as before.
 
 Exit status: 0 if every file was imported or unchanged, 1 if some files
 were refused (the valid ones are imported), 2 if the import itself failed
@@ -27,6 +28,7 @@ were refused (the valid ones are imported), 2 if the import itself failed
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import filecmp
 import os
 import shutil
@@ -39,9 +41,12 @@ from typing import Iterable, Sequence
 
 from ml import fitsio
 
-#: Where DaCHS keeps this resource (etc/dachsctl deploys it there).
-DEFAULT_RESDIR = "/var/gavo/inputs/harps"
+from harps_service import manifest
+
+#: The resource DaCHS publishes (etc/dachsctl deploys it to /var/gavo/inputs/harps);
+#: benchmarks deploy the same RD under other names (resdir name = schema).
 RD_ID = "harps/q"
+INPUTS_DIR = "/var/gavo/inputs"
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
 
 
@@ -60,7 +65,8 @@ class Refusal:
 class Plan:
     """What an ingest run will do with each input file."""
 
-    new: list[tuple[str, str]] = field(default_factory=list)  # (source, destination)
+    # (source, destination, metadata parsed during validation)
+    new: list[tuple[str, str, fitsio.SpectrumMeta]] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
 
@@ -108,12 +114,18 @@ def archive_relpath(meta: fitsio.SpectrumMeta) -> str:
     return os.path.join("data", meta.layout.lower(), year, meta.canonical_name)
 
 
-def published_products() -> dict[str, str]:
+def schema_of(rd_id: str) -> str:
+    """The DB schema of one of our RDs (resource directory name = schema)."""
+    return rd_id.split("/", 1)[0]
+
+
+def published_products(rd_id: str = RD_ID) -> dict[str, str]:
     """Product identifier to accref of everything already in the service."""
     from gavo import base
     try:
         with base.getTableConn() as conn:
-            return dict(conn.query("SELECT product_id, accref FROM harps.raw_data"))
+            return dict(conn.query(
+                f"SELECT product_id, accref FROM {schema_of(rd_id)}.raw_data"))
     except base.DBError:  # tables not created yet: nothing is published
         return {}
 
@@ -158,7 +170,7 @@ def make_plan(results: Iterable[fitsio.SpectrumMeta | Refusal], resdir: str,
                     "different content; the archive does not replace data")))
             continue
         claimed[dest] = res.path
-        plan.new.append((res.path, dest))
+        plan.new.append((res.path, dest, res))
     return plan
 
 
@@ -181,7 +193,7 @@ def _makedirs(path: str, uid: int, gid: int, chown: bool) -> None:
         os.chown(path, uid, gid)
 
 
-def place(new: Sequence[tuple[str, str]]) -> list[str]:
+def place(new: Sequence[tuple[str, str, fitsio.SpectrumMeta]]) -> list[str]:
     """Copy new files into the archive tree; return what was placed.
 
     Files are copied, never linked: the archive owns its bytes, whatever
@@ -193,7 +205,7 @@ def place(new: Sequence[tuple[str, str]]) -> list[str]:
     chown = uid >= 0 and os.geteuid() == 0
     placed: list[str] = []
     try:
-        for src, dest in new:
+        for src, dest, _ in new:
             _makedirs(os.path.dirname(dest), uid, gid, chown)
             tmp = f"{dest}.partial-{os.getpid()}"
             shutil.copyfile(src, tmp)
@@ -217,23 +229,36 @@ def unplace(placed: Iterable[str]) -> None:
             pass
 
 
-def dachs_import(rd_id: str = RD_ID) -> subprocess.CompletedProcess:
-    """Run ``dachs imp <rd> import`` as the DaCHS admin user."""
-    cmd = ["dachs", "--ui=stingy", "imp", rd_id, "import"]
+def write_manifest(new: Sequence[tuple[str, str, fitsio.SpectrumMeta]], resdir: str) -> str:
+    """Write the batch manifest DaCHS imports (see :mod:`harps_service.manifest`)."""
+    staging = os.path.join(resdir, "staging")
+    os.makedirs(staging, exist_ok=True)
+    path = os.path.join(staging, f"ingest-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.jsonl")
+    with open(path, "w", encoding="utf-8") as f:
+        manifest.write(((os.path.relpath(dest, INPUTS_DIR), dataclasses.replace(meta, path=dest))
+                        for _, dest, meta in new), f)
+    os.chmod(path, 0o644)
+    return path
+
+
+def dachs_import(rd_id: str = RD_ID, data_id: str = "import_batch") -> subprocess.CompletedProcess:
+    """Run ``dachs imp <rd> <data_id>`` as the DaCHS admin user."""
+    cmd = ["dachs", "--ui=stingy", "imp", rd_id, data_id]
     if os.geteuid() == 0:
         cmd = ["runuser", "-u", "dachsroot", "--"] + cmd
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
-def ingest(paths: Sequence[str], *, resdir: str = DEFAULT_RESDIR, workers: int = 2,
+def ingest(paths: Sequence[str], *, rd_id: str = RD_ID, workers: int = 2,
            dry_run: bool = False, out=sys.stdout) -> int:
     """Validate, place and import HARPS files; print one line per refusal.
 
     Returns the exit status described in the module docstring.
     """
     t0 = time.perf_counter()
+    resdir = os.path.join(INPUTS_DIR, schema_of(rd_id))
     files, refused = find_fits(paths)
-    plan = make_plan(validate_all(files, workers), resdir, published_products())
+    plan = make_plan(validate_all(files, workers), resdir, published_products(rd_id))
     plan.refused[:0] = refused
     for r in plan.refused:
         print(r.line(), file=out)
@@ -244,7 +269,11 @@ def ingest(paths: Sequence[str], *, resdir: str = DEFAULT_RESDIR, workers: int =
               f"{len(plan.unchanged)} unchanged, {len(plan.refused)} refused", file=out)
         return status
     placed = place(plan.new)
-    result = dachs_import()
+    batch = write_manifest(plan.new, resdir)
+    try:
+        result = dachs_import(rd_id)
+    finally:
+        os.unlink(batch)
     if result.returncode != 0:
         unplace(placed)
         print(f"IMPORT FAILED, nothing changed: {result.stderr.strip() or result.stdout.strip()}",
@@ -262,8 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="harps-ingest", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", help="FITS files or directories to import")
-    parser.add_argument("--resdir", default=DEFAULT_RESDIR,
-                        help="DaCHS resource directory (default: %(default)s)")
+    parser.add_argument("--rd", default=RD_ID,
+                        help="the DaCHS resource to import into (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="validation processes (default: all cores)")
     parser.add_argument("--dry-run", action="store_true",
@@ -275,11 +304,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers < 1:
         print("harps-ingest: --workers must be at least 1", file=sys.stderr)
         return 3
-    if not os.path.isdir(args.resdir):
-        print(f"harps-ingest: --resdir {args.resdir} does not exist; deploy the service first "
+    if not os.path.isdir(os.path.join(INPUTS_DIR, schema_of(args.rd))):
+        print(f"harps-ingest: --rd {args.rd}: no resource directory "
+              f"{os.path.join(INPUTS_DIR, schema_of(args.rd))}; deploy the service first "
               "(make demo)", file=sys.stderr)
         return 3
-    return ingest(args.paths, resdir=args.resdir, workers=args.workers, dry_run=args.dry_run)
+    return ingest(args.paths, rd_id=args.rd, workers=args.workers, dry_run=args.dry_run)
 
 
 if __name__ == "__main__":

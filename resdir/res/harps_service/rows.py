@@ -1,9 +1,11 @@
 """Turn HARPS 1D files into rows of harps.raw_data (the DaCHS custom grammar).
 
-The RD's ``<customGrammar module="res/harps_service/rows"/>`` instantiates
-:class:`RowIterator` for each source file.  The archive tree only holds files
-that ``bin/ingest.py`` validated (data included), so the grammar reads
-headers only (about 1 ms per file, see :mod:`ml.fitsio`).
+The RD's ``import`` data element (``dachs imp harps/q import``, a rebuild from
+the archive tree) instantiates :class:`RowIterator` for each file; the
+tree only holds files that ``harps-ingest`` validated (data included), so
+the grammar reads headers only (about 1 ms per file, see :mod:`ml.fitsio`).
+``harps-ingest`` itself goes through ``import_batch`` and
+:mod:`harps_service.manifest`, with the same mapping.
 
 :func:`archive_row` is the single mapping from header metadata to column
 values; the column definitions (units, UCDs, descriptions) are in ``q.rd``.
@@ -12,6 +14,7 @@ values; the column definitions (units, UCDs, descriptions) are in ``q.rd``.
 from __future__ import annotations
 
 import datetime
+import os
 from typing import Any
 
 from ml import fitsio, harps
@@ -41,6 +44,12 @@ def release_date(mjd_obs: float) -> datetime.date:
     return obs_date + datetime.timedelta(days=harps.PROPRIETARY_PERIOD_DAYS)
 
 
+def accref_of(path: str) -> str:
+    """DaCHS accref (inputs-relative path) of an archive file."""
+    from gavo import base
+    return os.path.relpath(os.path.realpath(path), os.path.realpath(base.getConfig("inputsDir")))
+
+
 def creator_did(meta: fitsio.SpectrumMeta) -> str | None:
     """ESO's dataset identifier for genuine ESO Phase 3 products, else None.
 
@@ -51,12 +60,14 @@ def creator_did(meta: fitsio.SpectrumMeta) -> str | None:
     return "ivo://eso.org/ID?" + meta.arcfile.removesuffix(".fits")
 
 
-def archive_row(meta: fitsio.SpectrumMeta) -> dict[str, Any]:
+def archive_row(meta: fitsio.SpectrumMeta, accref: str) -> dict[str, Any]:
     """Map the metadata of one spectrum to harps.raw_data column values.
 
     Parameters
     ----------
     meta : ml.fitsio.SpectrumMeta
+    accref : str
+        The file's path relative to DaCHS's inputs directory.
 
     Returns
     -------
@@ -68,6 +79,7 @@ def archive_row(meta: fitsio.SpectrumMeta) -> dict[str, Any]:
     wave_mid_m = 0.5 * (meta.wave_min + meta.wave_max) * 1e-10
     released = release_date(meta.mjd_obs)
     return {
+        "accref": accref,
         "product_id": meta.product_id,
         "file_layout": meta.layout,
         "synthetic": int(meta.synthetic),
@@ -109,7 +121,7 @@ class RowIterator(CustomRowIterator):
         except fitsio.InvalidSpectrum as ex:
             # DaCHS reports the source; the message says what is wrong
             raise ValueError(str(ex)) from None
-        yield archive_row(meta)
+        yield archive_row(meta, accref_of(self.sourceToken))
 
     def getLocator(self):  # noqa: N802 - DaCHS API name
         return self.sourceToken
