@@ -266,6 +266,8 @@ def encode(ckpt_path: str | os.PathLike, inputs, out_dir: str | os.PathLike, *,
     t0 = time.perf_counter()
     if batch_size < 1 or workers < 0:
         raise EncodeError("--batch-size must be >= 1 and --workers >= 0")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise EncodeError("--device cuda: no CUDA device is available (use --device cpu)")
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
                        else "cpu" if device == "auto" else device)
     ckpt, sha = checkpoint.load(ckpt_path), checkpoint.sha256_file(ckpt_path)

@@ -140,6 +140,10 @@ def test_command_line(real_files, model_ckpt, tmp_path, capsys):
     assert rc == 0 and "8 rows (1 flagged)" in cap.out and "spectra/s" in cap.out
     assert "peak RSS" in cap.out
     assert "flagged: edge_cases/HARPS.2003-12-13T06_19_48.371_s1d_A.fits: garbage" in cap.err
+    if not torch.cuda.is_available():
+        assert encode.main([str(ckpt_path), str(SHARED / "s1d"), "--out", str(tmp_path),
+                            "--device", "cuda"]) == 2
+        assert "--device cuda: no CUDA device" in capsys.readouterr().err
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"junk")
     assert encode.main([str(bad), str(SHARED / "s1d"), "--out", str(tmp_path)]) == 2

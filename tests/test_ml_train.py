@@ -125,6 +125,9 @@ def test_command_line_errors_name_the_culprit(archive, tmp_path, capsys):
     assert "--batch-size must be >= 1" in capsys.readouterr().err
     assert train.main([str(archive[0]), "--out", out, "--resume", str(tmp_path / "x.ckpt")]) == 2
     assert "x.ckpt: checkpoint not found" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert train.main([str(archive[0]), "--out", out, "--device", "cuda"]) == 2
+        assert "--device cuda: no CUDA device" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         train.main([str(archive[0]), "--out", out, "--preset", "huge"])
 
