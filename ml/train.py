@@ -209,6 +209,8 @@ def fit(raw: SpectrumVAE, opt, st: _State, loaders, cfg: TrainConfig, dist: Dist
     bar = tqdm(total=total, initial=st.step, unit="step", desc="train",
                disable=not (progress and dist.main), dynamic_ncols=True)
     raw.train()
+    if st.step >= total:  # resumed with nothing left to do: still leave a checkpoint in out
+        _save(out / "last.ckpt", dist, raw, opt, st, run)
     while st.step < total:
         sampler.set_epoch(st.epoch, skip=st.batch_in_epoch * cfg.batch_size)
         for x, mask, _ in train:
