@@ -23,6 +23,7 @@ setup(
     entry_points={
         "console_scripts": [
             "harps-ingest = harps_service.ingest:main",
+            "harps-analyse = ml.analysis:main",
             "harps-synth = ml.synth.cli:main",
             "harps-train = ml.train:main",
             "harps-encode = ml.encode:main",
