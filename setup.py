@@ -24,6 +24,7 @@ setup(
         "console_scripts": [
             "harps-ingest = harps_service.ingest:main",
             "harps-analyse = ml.analysis:main",
+            "harps-latents = harps_service.latents:main",
             "harps-synth = ml.synth.cli:main",
             "harps-train = ml.train:main",
             "harps-encode = ml.encode:main",

@@ -27,8 +27,7 @@ import sys
 import time
 
 import requests
-
-from common import (PY, SERVER_URL, dachsctl, log, percentiles, psql, save, synth_pool)
+from common import PY, SERVER_URL, dachsctl, log, percentiles, psql, save, synth_pool
 
 TABLES = {"hb100": 100, "hb10k": 10_000, "hb270k": 270_000}
 SEED_ROWS = "hb10k"
@@ -150,7 +149,8 @@ def report(result: dict) -> None:
         for t in TABLES:
             s = q[t][proto]
             print(f"  {proto.upper():3s} {t:7s} {s['p50_ms']:7.1f} / {s['p95_ms']:7.1f}   "
-                  f"x{s['p50_ms'] / base:4.2f}" + ("   (goal SSA <= 1.5)" if proto == "ssa" else ""))
+                  f"x{s['p50_ms'] / base:4.2f}"
+                  + ("   (goal SSA <= 1.5)" if proto == "ssa" else ""))
 
 
 if __name__ == "__main__":

@@ -152,3 +152,64 @@ def model_id(ckpt: dict[str, Any], sha256: str) -> str:
     """Short identifier of a trained model: preset, latent size, checkpoint hash prefix."""
     c = ckpt["model_config"]
     return f"{c['preset']}-z{c['latent_dim']}-{sha256[:12]}"
+
+
+def describe(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """A JSON-ready summary of a checkpoint (for model cards and the service).
+
+    Parameters
+    ----------
+    ckpt : dict
+        As returned by :func:`load`.
+
+    Returns
+    -------
+    dict
+        preset, latent size, parameter count, grid, frame, training options,
+        data counts, final losses, seeds, code version and creation time.
+    """
+    config = ModelConfig.from_dict(ckpt["model_config"])
+    data = ckpt.get("data", {})
+    val = ckpt.get("losses", {}).get("val", [])
+    train = ckpt.get("losses", {}).get("train", [])
+    return {
+        "preset": config.preset, "latent_dim": config.latent_dim,
+        "n_parameters": sum(int(v.numel()) for v in ckpt["model_state"].values()),
+        "conv_channels": list(config.channels), "fc_hidden": list(config.fc_hidden),
+        "grid_step": config.step, "grid": ckpt["recipe"]["grid"],
+        "frame": ckpt["recipe"]["frame"], "normalisation": ckpt["recipe"]["normalisation"],
+        "train_config": ckpt.get("train_config", {}), "seeds": ckpt.get("seeds", {}),
+        "step": ckpt["step"], "epoch": ckpt.get("epoch"),
+        "n_files": data.get("n_files"), "n_train": data.get("n_train"),
+        "n_val": data.get("n_val"), "n_stars_train": data.get("n_stars_train"),
+        "n_stars_val": data.get("n_stars_val"), "n_flagged": data.get("n_flagged"),
+        "file_list_sha256": data.get("file_list_sha256"),
+        "final_train_loss": train[-1][1] if train else None,
+        "final_val_recon": val[-1][1] if val else None,
+        "best_val_recon": ckpt.get("best_val"),
+        "world_size": ckpt.get("world_size"), "code": ckpt["code"], "created": ckpt.get("created"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ml.checkpoint describe CKPT``: print :func:`describe` as JSON."""
+    import argparse
+    import json
+    import sys
+    ap = argparse.ArgumentParser(prog="python -m ml.checkpoint")
+    ap.add_argument("command", choices=["describe"])
+    ap.add_argument("checkpoint")
+    args = ap.parse_args(argv)
+    try:
+        info = describe(load(args.checkpoint))
+    except CheckpointError as ex:
+        print(f"ml.checkpoint: {ex}", file=sys.stderr)
+        return 2
+    info["sha256"] = sha256_file(args.checkpoint)
+    print(json.dumps(info, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main())

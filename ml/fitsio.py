@@ -86,7 +86,8 @@ def _read_header_bytes(f, path: str) -> bytes:
         buf += blk
         n_cards = len(buf) // CARD
         keys = np.frombuffer(buf, dtype="S8", count=n_cards * 10)[::10]
-        for card in (np.flatnonzero(keys[first_new_card:] == b"END     ") + first_new_card).tolist():
+        ends = np.flatnonzero(keys[first_new_card:] == b"END     ") + first_new_card
+        for card in ends.tolist():
             if buf[card * CARD + 3:card * CARD + CARD].strip(b" ") == b"":
                 header_len = (card // 36 + 1) * BLOCK
                 f.seek(start + header_len)

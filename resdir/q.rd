@@ -200,6 +200,185 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
         has none: real ADP files carry NaN, s1d files no error)"/>
   </table>
 
+
+  <!-- ================================================================== -->
+  <!-- The learned latent layer (ml/; published by harps-latents)         -->
+
+  <table id="latents" onDisk="True" adql="True" primary="ssa_pubdid">
+    <meta name="description">Learned latent representation of every public
+      HARPS spectrum: the mean vector of a variational autoencoder
+      (conv + fully connected, after Sedaghat et al. 2021) trained without
+      labels on this archive.  One row per spectrum, joinable with
+      harps.data on ssa_pubdid.  The informative dimensions are also
+      scalar columns z_NNN whose descriptions say what they correlate with;
+      knn holds them as a vector for gavo_latentdist (GiST-indexed
+      k-nearest-neighbour search).  Spectra enter only once their data are
+      public.</meta>
+    <!-- load the ADQL functions into every process that reads this RD
+      (the server preloads it; async jobs import them through bin/gavo) -->
+    <LOOP>
+      <codeItems>
+        import harps_service.latent_udf  # noqa: registers gavo_latentdist
+        if False:
+          yield {}
+      </codeItems>
+      <events/>
+    </LOOP>
+    <column name="ssa_pubdid" type="text" required="True"
+      ucd="meta.ref.ivoid" tablehead="P. DID" verbLevel="1"
+      description="Publisher DID of the spectrum (harps.data.ssa_pubDID)."/>
+    <column name="model_id" type="text" required="True"
+      ucd="meta.id;meta.software" tablehead="Model" verbLevel="15"
+      description="Identifier of the model that made this row (harps.models)."/>
+    <column name="latent" type="real[]"
+      ucd="stat.fit.param" tablehead="mu" verbLevel="25"
+      description="Latent mean vector mu, all dimensions, in units of the
+        N(0,1) prior; NULL if the spectrum could not be encoded."/>
+    <column name="knn" type="real[]"
+      ucd="stat.fit.param" tablehead="Informative mu" verbLevel="20"
+      description="The informative dimensions of mu, in the order of the
+        z_NNN columns; the vector gavo_latentdist(knn, ...) compares."/>
+    <LOOP>
+      <codeItems>
+        import json, os
+        path = os.path.join(base.getConfig("inputsDir"),
+          context.forRD.split("/")[0], "models", "current", "model.json")
+        try:
+          with open(path, encoding="utf-8") as f:
+            informative = json.load(f)["informative"]
+        except (OSError, ValueError, KeyError):
+          informative = []
+        for d in informative:
+          yield {"column": d["column"], "dim": str(d["dim"]),
+            "description": d["description"]}
+      </codeItems>
+      <events>
+        <column name="\column" type="real" ucd="stat.fit.param"
+          tablehead="z\dim" verbLevel="1" description="\description"/>
+      </events>
+    </LOOP>
+    <column name="recon_error" type="real"
+      ucd="stat.fit.residual" tablehead="Anomaly" verbLevel="1"
+      description="Reconstruction error: mean squared residual of the
+        median-normalised spectrum decoded from mu, over valid pixels.  An
+        anomaly score: large values mark spectra unlike the training set."/>
+    <column name="encode_flags" type="integer" required="True"
+      ucd="meta.code.qual" tablehead="Flags" verbLevel="20"
+      description="Preprocessing flags (0: encoded; see encode_reason)."/>
+    <column name="encode_reason" type="text"
+      ucd="meta.note" tablehead="Why not encoded" verbLevel="20"
+      description="Why the spectrum was not encoded (NULL if it was)."/>
+    <column name="ckpt_sha256" type="text" required="True"
+      ucd="meta.id;meta.file" tablehead="Checkpoint SHA-256" verbLevel="25"
+      description="SHA-256 of the model checkpoint (downloadable from harps.models)."/>
+    <column name="train_data" type="text" required="True"
+      ucd="meta.note" tablehead="Training data" verbLevel="25"
+      description="What the model was trained on."/>
+    <column name="encoded" type="timestamp" required="True"
+      ucd="time.processing" tablehead="Encoded" verbLevel="25"
+      description="When this row was computed (UTC)."/>
+    <column name="artefact" type="text" required="True"
+      ucd="meta.ref.url;meta.file" tablehead="Artefact" verbLevel="30"
+      description="The latents artefact (FITS, inputs-relative path) this row was imported from."/>
+    <index columns="knn" name="latents_knn_cube" method="GIST"
+      >cube(CAST(knn AS float8[]))</index>
+  </table>
+
+  <table id="neighbours" onDisk="True" adql="True">
+    <meta name="description">The ten nearest neighbours of every encoded
+      spectrum in the informative latent subspace (Euclidean distance of
+      harps.latents.knn), precomputed for "more like this" joins.</meta>
+    <column name="ssa_pubdid" type="text" required="True"
+      ucd="meta.ref.ivoid" tablehead="P. DID" verbLevel="1"
+      description="Publisher DID of the query spectrum."/>
+    <column name="rank" type="smallint" required="True"
+      ucd="meta.number" tablehead="Rank" verbLevel="1"
+      description="1 for the nearest neighbour, 2 for the next..."/>
+    <column name="neighbour_pubdid" type="text" required="True"
+      ucd="meta.ref.ivoid" tablehead="Neighbour" verbLevel="1"
+      description="Publisher DID of the neighbour."/>
+    <column name="distance" type="double precision" required="True"
+      ucd="pos.distance;stat.fit.param" tablehead="Distance" verbLevel="1"
+      description="Euclidean distance in the informative latent subspace
+        (the value gavo_latentdist gives)."/>
+    <column name="model_id" type="text" required="True"
+      ucd="meta.id;meta.software" tablehead="Model" verbLevel="15"
+      description="Model whose latents were compared."/>
+    <index columns="ssa_pubdid"/>
+  </table>
+
+  <table id="latent_dims" onDisk="True" adql="True">
+    <meta name="description">Which latent dimensions carry information:
+      the median absolute deviation of mu over the archive (Sedaghat et al.
+      2021's criterion) and the decoder response (RMS change of the decoded
+      spectrum per prior sigma); both must pass.</meta>
+    <column name="model_id" type="text" required="True" ucd="meta.id;meta.software"
+      tablehead="Model" verbLevel="1" description="The model."/>
+    <column name="dim" type="integer" required="True" ucd="meta.number"
+      tablehead="Dim" verbLevel="1" description="Latent dimension (0-based)."/>
+    <column name="mad" type="real" ucd="stat.stdev;stat.median" tablehead="MAD"
+      verbLevel="1" description="Median absolute deviation of mu over the
+        archive, in prior sigma."/>
+    <column name="decoder_response" type="real" ucd="stat.value"
+      tablehead="Response" verbLevel="1" description="Half the RMS
+        difference of the spectra decoded at the median latent vector moved
+        by -1 and +1 prior sigma along this dimension (normalised flux)."/>
+    <column name="informative" type="smallint" required="True" ucd="meta.code"
+      tablehead="Informative" verbLevel="1" description="1 if both criteria pass."/>
+  </table>
+
+  <table id="latent_mi" onDisk="True" adql="True">
+    <meta name="description">Mutual information between each latent
+      dimension (and, for comparison, each component of a PCA of the same
+      size) and each label of the labelled synthetic archive, one spectrum
+      per star.</meta>
+    <column name="model_id" type="text" required="True" ucd="meta.id;meta.software"
+      tablehead="Model" verbLevel="1" description="The model."/>
+    <column name="basis" type="text" required="True" ucd="meta.code"
+      tablehead="Basis" verbLevel="1" description="latent (the model's mu) or
+        pca (baseline of the same size)."/>
+    <column name="dim" type="integer" required="True" ucd="meta.number"
+      tablehead="Dim" verbLevel="1" description="Dimension or component (0-based)."/>
+    <column name="label" type="text" required="True" ucd="meta.id"
+      tablehead="Label" verbLevel="1" description="Teff, logg, [M/H], vsini,
+        RV, airmass, water vapour, S/N or BERV."/>
+    <column name="mi_ksg" type="real" unit="" ucd="stat.value"
+      tablehead="MI (KSG)" verbLevel="1" description="Mutual information,
+        nats, Kraskov-Stoegbauer-Grassberger estimator (scikit-learn)."/>
+    <column name="mi_hist" type="real" unit="" ucd="stat.value"
+      tablehead="MI (hist)" verbLevel="1" description="Mutual information,
+        nats, plug-in estimator on an equal-population 2D histogram."/>
+  </table>
+
+  <table id="models" onDisk="True" adql="True" primary="model_id">
+    <meta name="description">The models behind harps.latents, each a
+      downloadable, checksummed PyTorch checkpoint with a model card.</meta>
+    <mixin>//products#table</mixin>
+    <column name="model_id" type="text" required="True" ucd="meta.id;meta.software"
+      tablehead="Model" verbLevel="1" description="Model identifier."/>
+    <column name="created" type="timestamp" required="True" ucd="time.creation"
+      tablehead="Created" verbLevel="1" description="When the model was published."/>
+    <column name="preset" type="text" required="True" ucd="meta.code"
+      tablehead="Preset" verbLevel="1" description="Architecture preset (ml.model)."/>
+    <column name="latent_dim" type="integer" required="True" ucd="meta.number"
+      tablehead="Latent dim" verbLevel="1" description="Size of the latent vector."/>
+    <column name="n_informative" type="integer" required="True" ucd="meta.number"
+      tablehead="Informative" verbLevel="1" description="Informative dimensions."/>
+    <column name="n_parameters" type="bigint" required="True" ucd="meta.number"
+      tablehead="Parameters" verbLevel="15" description="Trainable parameters."/>
+    <column name="grid_step" type="real" unit="Angstrom" ucd="spect.binSize"
+      tablehead="Grid step" verbLevel="15" description="Sampling of the model's
+        wavelength grid (0.01 is HARPS's own)."/>
+    <column name="train_data" type="text" required="True" ucd="meta.note"
+      tablehead="Training data" verbLevel="1" description="What the model was trained on."/>
+    <column name="n_train_spectra" type="integer" ucd="meta.number"
+      tablehead="Training spectra" verbLevel="15" description="Spectra in the training split."/>
+    <column name="ckpt_sha256" type="text" required="True" ucd="meta.id;meta.file"
+      tablehead="SHA-256" verbLevel="1" description="SHA-256 of the checkpoint file."/>
+    <column name="is_current" type="smallint" required="True" ucd="meta.code"
+      tablehead="Current" verbLevel="1" description="1 for the model behind harps.latents."/>
+  </table>
+
   <!-- ================================================================== -->
   <!-- Data                                                               -->
 
@@ -274,6 +453,56 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
       <parmaker>
         <apply procDef="//ssap#feedSSAToSDM"/>
       </parmaker>
+    </make>
+  </data>
+
+
+  <data id="create_latents" auto="False">
+    <!-- (re)creates the empty latent tables when a new model is published -->
+    <make table="latents"/>
+    <make table="neighbours"/>
+  </data>
+
+  <data id="import_latents" auto="False" updating="True">
+    <sources pattern="models/current/latents*.fits">
+      <ignoreSources fromdb="select distinct artefact from \schema.latents"/>
+    </sources>
+    <customGrammar module="res/harps_service/latentrows"/>
+    <make table="latents"/>
+  </data>
+
+  <data id="import_neighbours" auto="False">
+    <sources pattern="models/current/neighbours.fits"/>
+    <fitsTableGrammar/>
+    <make table="neighbours"/>
+  </data>
+
+  <data id="import_analysis" auto="False">
+    <sources pattern="models/current/latent_dims.csv"/>
+    <csvGrammar/>
+    <make table="latent_dims"/>
+  </data>
+
+  <data id="import_mi" auto="False">
+    <sources pattern="models/current/latent_mi.csv"/>
+    <csvGrammar/>
+    <make table="latent_mi"/>
+  </data>
+
+  <data id="import_models" auto="False">
+    <sources pattern="models/*/model.json"/>
+    <customGrammar module="res/harps_service/modelrows">
+      <rowfilter procDef="//products#define">
+        <bind key="table">"\schema.models"</bind>
+        <bind key="accref">@ckpt_accref</bind>
+        <bind key="path">@ckpt_accref</bind>
+        <bind key="fsize">@ckpt_size</bind>
+        <bind key="mime">"application/octet-stream"</bind>
+        <bind key="preview">None</bind>
+      </rowfilter>
+    </customGrammar>
+    <make table="models">
+      <rowmaker idmaps="*"/>
     </make>
   </data>
 

@@ -12,7 +12,6 @@ import pytest
 import requests
 from astropy.io import fits
 from astropy.time import Time
-
 from conftest import RESDIR, SHARED, pub_did, require, run_ingest
 
 pytestmark = pytest.mark.server

@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 from astropy.io import fits
-
 from conftest import SHARED, require
+
 from ml import fitsio, harps
 
 ADP = SHARED / "adp" / "ADP.2014-09-16T11_04_45.123.fits"

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.time import Time
-
 from conftest import RESDIR, SHARED, pub_did, require, run_ingest
 
 pytestmark = pytest.mark.server
@@ -137,7 +136,8 @@ def test_mixed_batch_refuses_each_bad_file_and_imports_the_rest(service, real_fi
     assert "wrong layout" in refused["image.fits"]
     assert "1 imported, 0 unchanged, 4 refused" in result.stdout
     assert _count(service) == n0 + 1
-    rows = service.tap_rows("SELECT ssa_targname FROM harps.data WHERE ssa_targname LIKE 'TEST-INGEST-%'")
+    rows = service.tap_rows(
+        "SELECT ssa_targname FROM harps.data WHERE ssa_targname LIKE 'TEST-INGEST-%'")
     assert [r["ssa_targname"] for r in rows] == ["TEST-INGEST-good"]
     assert good.exists()  # the input is copied, never moved
 

@@ -54,7 +54,8 @@ def test_evaluation_set_keeps_one_spectrum_per_star():
            for i in range(1, 7)]
     rows = analysis.evaluation_set(ids, labels, seed=0)
     assert len(rows) == 3
-    assert sorted(labels.star[analysis.canonical_product_id(ids[r])] for r in rows) == ["0", "1", "2"]
+    stars = sorted(labels.star[analysis.canonical_product_id(ids[r])] for r in rows)
+    assert stars == ["0", "1", "2"]
     assert len(analysis.evaluation_set(ids, labels, stars={"1"})) == 1
 
 

@@ -10,8 +10,8 @@ import pyvo
 import requests
 from astropy.io import fits
 from astropy.io.votable import parse_single_table
-
 from conftest import SHARED, pub_did
+
 from ml import fitsio
 
 pytestmark = pytest.mark.server
@@ -102,10 +102,11 @@ def test_datalink_original_file_and_preview(service, real_files):
     did = pub_did(ADP_ACCREF)
     meta = parse_single_table(io.BytesIO(
         requests.get(service.dlmeta(did), timeout=60).content)).array
-    semantics = {(str(s), str(c)) for s, c in zip(meta["semantics"], meta["content_type"])}
+    semantics = {(str(s), str(c))
+                 for s, c in zip(meta["semantics"], meta["content_type"], strict=True)}
     assert ("#this", "application/fits") in semantics
     assert ("#preview", "image/png") in semantics
-    original = [str(u) for u, c in zip(meta["access_url"], meta["content_type"])
+    original = [str(u) for u, c in zip(meta["access_url"], meta["content_type"], strict=True)
                 if str(c) == "application/fits"][0]
     assert requests.get(original, timeout=60).content == ADP_FILE.read_bytes()
     png = requests.get(service.preview(did), timeout=60)

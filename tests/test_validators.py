@@ -8,7 +8,6 @@ import subprocess
 
 import pytest
 import requests
-
 from conftest import AUTHORITY, RD_ID, pub_did, require
 
 pytestmark = [pytest.mark.server, pytest.mark.validator]

@@ -13,7 +13,8 @@ the ESO archive.
 from __future__ import annotations
 
 import datetime
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from gavo import svcs, utils
 from gavo.protocols import creds

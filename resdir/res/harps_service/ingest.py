@@ -35,13 +35,12 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
-
-from ml import fitsio
 
 from harps_service import manifest
+from ml import fitsio
 
 #: The resource DaCHS publishes (etc/dachsctl deploys it to /var/gavo/inputs/harps);
 #: benchmarks deploy the same RD under other names (resdir name = schema).

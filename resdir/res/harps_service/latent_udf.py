@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 LATENT_TABLE = "harps.latents"
 VECTOR_COLUMN = "knn"
@@ -67,7 +67,7 @@ def parse_vector(text: str, ndim: int) -> list[float]:
 
 def cube_literal(values: Sequence[float]) -> str:
     """SQL for a cube from floats (repr keeps full precision, no injection)."""
-    return "cube(ARRAY[%s]::float8[])" % ",".join(repr(float(v)) for v in values)
+    return f"cube(ARRAY[{','.join(repr(float(v)) for v in values)}]::float8[])"
 
 
 def distance_sql(vector_column_sql: str, values: Sequence[float]) -> str:

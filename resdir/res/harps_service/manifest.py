@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-from typing import IO, Iterable
-
-from ml import fitsio
+from collections.abc import Iterable
+from typing import IO
 
 from harps_service.rows import archive_row
+from ml import fitsio
 
 try:
     from gavo.grammars.customgrammar import CustomRowIterator

@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
-
 from gavo import base
+
 from ml import fitsio
 
 #: Media type under which the datalink service hands out the archive file
@@ -42,7 +43,7 @@ def iter_sdm_rows(ssa_row: Mapping[str, Any]) -> Iterator[dict[str, float]]:
     """
     spec = fitsio.read_spectrum(spectrum_path(ssa_row))
     err = spec.err if spec.err is not None else np.full(spec.flux.shape, np.nan, np.float32)
-    for w, f, e in zip(spec.wave.tolist(), spec.flux.tolist(), err.tolist()):
+    for w, f, e in zip(spec.wave.tolist(), spec.flux.tolist(), err.tolist(), strict=True):
         yield {"spectral": w, "flux": f, "flux_error": e}
 
 

@@ -1,0 +1,330 @@
+"""Publish the learned latent layer into DaCHS: ``harps-latents``.
+
+::
+
+    harps-latents build --labels demo/labels.csv --out var/model --preset coarse --epochs 30
+    harps-latents publish --checkpoint best.ckpt --latents L.fits --analysis DIR --train-data TEXT
+    harps-latents update        # after an ingest: encode new public spectra, refresh neighbours
+
+``build`` trains (``harps-train``), encodes (``harps-encode``), analyses
+(``harps-analyse``) and publishes, all on the spectra of the service whose
+data are public (proprietary spectra enter the latent layer, and the
+training set of later models, once they are released).  ``publish`` puts a
+model into the resource directory (``models/<model id>/``: checkpoint,
+latents artefacts, analysis, ``model.json``, model card) and makes it
+current; the RD builds one ``z_NNN`` column per informative dimension from
+``model.json``.  Neighbours (10 per spectrum) are computed here with a
+KD-tree and imported like any other artefact.
+
+The ML steps run as subprocesses of the project venv: the service package
+never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from harps_service import modelcard
+from harps_service.ingest import INPUTS_DIR, RD_ID, schema_of
+
+N_NEIGHBOURS = 10
+BIN = Path(sys.executable).parent
+
+
+class LatentsError(RuntimeError):
+    """A failed step, saying which."""
+
+
+def resdir_of(rd_id: str) -> Path:
+    return Path(INPUTS_DIR) / schema_of(rd_id)
+
+
+def run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
+    res = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if res.returncode != 0:
+        raise LatentsError(f"{what} failed ({' '.join(cmd[:3])} ...):\n"
+                           f"{res.stderr.strip()[-3000:] or res.stdout.strip()[-3000:]}")
+    return res
+
+
+def dachs(*args: str) -> None:
+    cmd = ["dachs", "--ui=stingy", *args]
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "dachsroot", "--", "env",
+               f"PATH={resdir_of(RD_ID) / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+               *cmd]
+    run(cmd, f"dachs {' '.join(args)}")
+
+
+def query(sql: str, args: dict | None = None) -> list[tuple]:
+    from gavo import base
+    with base.getTableConn() as conn:
+        return list(conn.query(sql, args or {}))
+
+
+def public_files(rd_id: str, *, missing_latents: bool = False) -> list[str]:
+    """Archive files of spectra whose data are public (optionally: without latents)."""
+    schema = schema_of(rd_id)
+    sql = f"SELECT accref FROM {schema}.data WHERE release_date <= now()"
+    if missing_latents:
+        sql += (f" AND NOT EXISTS (SELECT 1 FROM {schema}.latents l "
+                f"WHERE l.ssa_pubdid = {schema}.data.ssa_pubdid)")
+    return [os.path.join(INPUTS_DIR, a) for (a,) in query(sql + " ORDER BY accref")]
+
+
+def did_prefix() -> str:
+    from gavo import base
+    return f"ivo://{base.getConfig('ivoa', 'authority')}/~?"
+
+
+def encode(ckpt: str, files: list[str], out_dir: Path) -> Path:
+    """``harps-encode`` the files; returns the artefact."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    listing = out_dir / "inputs.txt"
+    listing.write_text("\n".join(files) + "\n")
+    run([str(BIN / "harps-encode"), ckpt, f"@{listing}", "--out", str(out_dir),
+         "--inputs-root", INPUTS_DIR, "--did-prefix", did_prefix(), "--quiet"], "encoding")
+    (artefact,) = out_dir.glob("latents_*.fits")
+    return artefact
+
+
+# ---------------------------------------------------------------------------
+# Neighbours
+# ---------------------------------------------------------------------------
+
+def read_knn(artefacts: list[Path], dims: list[int]) -> tuple[list[str], np.ndarray]:
+    """DIDs and informative-dimension vectors (float32, as stored) of encoded rows."""
+    from astropy.io import fits
+    ids, vecs = [], []
+    for a in artefacts:
+        with fits.open(a) as hdul:
+            t = hdul["LATENTS"].data
+            ok = t["flags"] == 0
+            ids += [s.strip() for s in t["pubdid"][ok]]
+            vecs.append(np.asarray(t["latent"][ok], np.float32)[:, dims])
+    return ids, (np.vstack(vecs) if vecs else np.zeros((0, len(dims)), np.float32))
+
+
+def nearest(vectors: np.ndarray, k: int = N_NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest other rows of each row: (indices (N, k), distances (N, k)).
+
+    Distances are Euclidean on the float32 values as PostgreSQL's cube sees
+    them (promoted to float64), so they equal gavo_latentdist's.
+    """
+    from sklearn.neighbors import NearestNeighbors
+    x = vectors.astype(np.float64)
+    k = min(k, len(x) - 1)
+    nn = NearestNeighbors(n_neighbors=k + 1).fit(x)
+    dist, idx = nn.kneighbors(x)
+    own = idx == np.arange(len(x))[:, None]
+    # drop each row's own index (not just the first column: ties are possible)
+    keep = ~own
+    keep[own.sum(axis=1) == 0, -1] = False
+    return idx[keep].reshape(len(x), k), dist[keep].reshape(len(x), k)
+
+
+def write_neighbours(path: Path, ids: list[str], idx: np.ndarray, dist: np.ndarray,
+                     model_id: str) -> None:
+    from astropy.io import fits
+    n, k = idx.shape
+    width = max((len(i) for i in ids), default=1)
+    cols = [
+        fits.Column("ssa_pubdid", f"{width}A", array=np.repeat(np.array(ids, object), k)),
+        fits.Column("rank", "I", array=np.tile(np.arange(1, k + 1, dtype=np.int16), n)),
+        fits.Column("neighbour_pubdid", f"{width}A",
+                    array=np.array(ids, object)[idx.ravel()] if n else []),
+        fits.Column("distance", "D", array=dist.ravel()),
+        fits.Column("model_id", f"{len(model_id)}A", array=[model_id] * (n * k)),
+    ]
+    fits.BinTableHDU.from_columns(cols, name="NEIGHBOURS").writeto(path, overwrite=True)
+
+
+def refresh_neighbours(rd_id: str) -> int:
+    """Recompute and import the neighbour table of the current model."""
+    current = resdir_of(rd_id) / "models" / "current"
+    model = json.loads((current / "model.json").read_text())
+    ids, vecs = read_knn(sorted(current.glob("latents*.fits")),
+                         [d["dim"] for d in model["informative"]])
+    if len(ids) < 2:
+        return 0
+    idx, dist = nearest(vecs)
+    write_neighbours(current / "neighbours.fits", ids, idx, dist, model["model_id"])
+    _own(current / "neighbours.fits")
+    dachs("imp", rd_id, "import_neighbours")
+    return len(ids)
+
+
+# ---------------------------------------------------------------------------
+# Publishing
+# ---------------------------------------------------------------------------
+
+def _own(path: Path) -> None:
+    import grp
+    import pwd
+    if os.geteuid() != 0:
+        return
+    uid, gid = pwd.getpwnam("dachsroot").pw_uid, grp.getgrnam("gavo").gr_gid
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        os.chown(p, uid, gid)
+
+
+def _csv_with_model(src: Path, dest: Path, model_id: str, keep: list[str]) -> None:
+    with open(src, newline="") as fi, open(dest, "w", newline="") as fo:
+        w = csv.writer(fo)
+        w.writerow(["model_id", *keep])
+        for row in csv.DictReader(fi):
+            w.writerow([model_id, *[row[c] for c in keep]])
+
+
+def model_description(ckpt_path: Path, sha: str, model_id: str, summary: dict,
+                      train_data: str) -> dict:
+    """The ``model.json`` contents (read by the RD and the grammars)."""
+    info = json.loads(run([str(BIN / "python"), "-m", "ml.checkpoint", "describe",
+                           str(ckpt_path)], "reading the checkpoint").stdout)
+    return {
+        "model_id": model_id, "checkpoint": "model.ckpt", "ckpt_sha256": sha,
+        "created": datetime.datetime.utcnow().replace(microsecond=0).isoformat(),
+        "preset": info["preset"], "latent_dim": info["latent_dim"],
+        "n_parameters": info["n_parameters"], "grid_step": info["grid_step"],
+        "train_data": train_data, "n_train_spectra": info["n_train"],
+        "training": info, "analysis": {k: summary[k] for k in (
+            "evaluation", "n_evaluation_stars", "n_informative", "n_generative_parameters",
+            "best_mi_ksg", "knn10_median_abs_error", "criteria")},
+        "informative": [{"dim": d["dim"], "column": f"z_{d['dim']:03d}",
+                         "description": d["description"]} for d in summary["informative"]],
+    }
+
+
+def publish(rd_id: str, ckpt: Path, artefacts: list[Path], analysis: Path,
+            train_data: str) -> str:
+    """Install a model and its latents as the current ones; returns the model id."""
+    from astropy.io import fits
+    headers = [fits.getheader(a, "LATENTS") for a in artefacts]
+    model_id, sha = headers[0]["MODELID"], headers[0]["CKPTSHA"]
+    if any(h["MODELID"] != model_id for h in headers):
+        raise LatentsError("the latents artefacts come from different models")
+    summary = json.loads((analysis / "summary.json").read_text())
+    dest = resdir_of(rd_id) / "models" / model_id
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ckpt, dest / "model.ckpt")
+    for i, a in enumerate(artefacts):
+        shutil.copyfile(a, dest / f"latents-{i:04d}.fits")
+    _csv_with_model(analysis / "dims.csv", dest / "latent_dims.csv", model_id,
+                    ["dim", "mad", "decoder_response", "informative"])
+    _csv_with_model(analysis / "mi.csv", dest / "latent_mi.csv", model_id,
+                    ["basis", "dim", "label", "mi_ksg", "mi_hist"])
+    shutil.copyfile(analysis / "mi_heatmap.png", dest / "mi_heatmap.png")
+    shutil.copyfile(analysis / "summary.json", dest / "analysis.json")
+    model = model_description(dest / "model.ckpt", sha, model_id, summary, train_data)
+    (dest / "model.json").write_text(json.dumps(model, indent=1))
+    (dest / "card.html").write_text(modelcard.render(model, rd_id))
+    _own(dest)
+    current = dest.parent / "current"
+    tmp = dest.parent / f".current-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(model_id)
+    os.replace(tmp, current)
+    # the z_NNN columns follow model.json: recreate the tables, reload the RD
+    dachs("imp", rd_id, "create_latents")
+    dachs("imp", rd_id, "import_latents")
+    refresh_neighbours(rd_id)
+    for data_id in ("import_analysis", "import_mi", "import_models"):
+        dachs("imp", rd_id, data_id)
+    return model_id
+
+
+def update(rd_id: str) -> int:
+    """Encode public spectra that have no latents yet with the current model."""
+    current = resdir_of(rd_id) / "models" / "current"
+    if not (current / "model.json").exists():
+        return 0
+    files = public_files(rd_id, missing_latents=True)
+    if not files:
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        artefact = encode(str(current / "model.ckpt"), files, Path(tmp))
+        dest = current / f"latents-{datetime.datetime.utcnow():%Y%m%dT%H%M%S}.fits"
+        shutil.copyfile(artefact, dest)
+    _own(dest)
+    try:
+        dachs("imp", rd_id, "import_latents")
+    except LatentsError:
+        dest.unlink()
+        raise
+    refresh_neighbours(rd_id)
+    return len(files)
+
+
+def build(rd_id: str, out: Path, labels: str | None, train_args: list[str]) -> str:
+    """Train, encode, analyse and publish a model on the public spectra."""
+    files = public_files(rd_id)
+    if len(files) < 20:
+        raise LatentsError(f"only {len(files)} public spectra in {rd_id}; need at least 20")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "inputs.txt").write_text("\n".join(files) + "\n")
+    label_opt = ["--labels", labels] if labels else []
+    run([str(BIN / "harps-train"), f"@{out / 'inputs.txt'}", "--out", str(out / "train"),
+         "--quiet", *label_opt, *train_args], "training")
+    ckpt = out / "train" / "best.ckpt"
+    artefact = encode(str(ckpt), files, out / "latents")
+    analysis = out / "analysis"
+    if labels:
+        run([str(BIN / "harps-analyse"), str(artefact), "--labels", labels, "--checkpoint",
+             str(ckpt), "--cache", str(out / "train" / "cache"), "--out", str(analysis)],
+            "analysis")
+    else:
+        raise LatentsError("the analysis needs --labels (a labelled synthetic archive)")
+    n_synth = int(query(f"SELECT count(*) FROM {schema_of(rd_id)}.data WHERE synthetic = 1 "
+                        "AND release_date <= now()")[0][0])
+    train_data = (f"{len(files)} public spectra of {rd_id} ({n_synth} synthetic), "
+                  f"file list SHA-256 in the checkpoint")
+    return publish(rd_id, ckpt, [artefact], analysis, train_data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="harps-latents", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rd", default=RD_ID, help="the DaCHS resource (default %(default)s)")
+    sub = ap.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="train, encode, analyse and publish a model")
+    b.add_argument("--out", required=True, help="working directory (training cache, runs)")
+    b.add_argument("--labels", help="labels CSV of the synthetic archive (for the analysis)")
+    p = sub.add_parser("publish", help="publish a trained model and its latents")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--latents", nargs="+", required=True)
+    p.add_argument("--analysis", required=True, help="harps-analyse output directory")
+    p.add_argument("--train-data", required=True, help="one line on the training data")
+    sub.add_parser("update", help="encode public spectra that have no latents yet")
+    sub.add_parser("neighbours", help="recompute the neighbour table")
+    args, rest = ap.parse_known_args(argv)
+    if rest and args.command != "build":
+        ap.error(f"unrecognised arguments: {' '.join(rest)}")
+    try:
+        if args.command == "build":
+            print(f"published {build(args.rd, Path(args.out), args.labels, rest)}")
+        elif args.command == "publish":
+            model_id = publish(args.rd, Path(args.checkpoint), [Path(a) for a in args.latents],
+                               Path(args.analysis), args.train_data)
+            print(f"published {model_id}")
+        elif args.command == "update":
+            print(f"encoded {update(args.rd)} new spectra")
+        else:
+            print(f"neighbours of {refresh_neighbours(args.rd)} spectra")
+    except (LatentsError, OSError, ValueError) as ex:
+        print(f"harps-latents: {ex}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
