@@ -121,24 +121,23 @@ def read_labels(path: str | os.PathLike) -> dict[str, str]:
 
 
 def star_ids(paths: Sequence[Path], labels: dict[str, str] | None = None) -> list[str]:
-    """Star of each file: from ``labels`` when given, else the OBJECT header.
+    """Star of each file: from ``labels`` when it is there, else the OBJECT header.
 
-    Raises
-    ------
-    DataError
-        A file missing from the labels.  Unreadable files get ``""`` (they
-        are flagged by preprocessing and never used).
+    Archives mix labelled synthetic files with real ones, so a file missing
+    from the labels falls back to its OBJECT, prefixed ``object:`` so that it
+    can never collide with a label's star id.  Unreadable files get ``""``
+    (they are flagged by preprocessing and never used).
     """
     out = []
     for p in paths:
         if labels is not None:
             star = next((labels[k] for k in _label_keys(p.name) if k in labels), None)
-            if star is None:
-                raise DataError(f"{p}: not in the labels CSV (matched by file name)")
-            out.append(star)
-            continue
+            if star is not None:
+                out.append(star)
+                continue
         try:
-            out.append(fitsio.read_meta(p).object.strip())
+            obj = fitsio.read_meta(p).object.strip()
+            out.append(f"object:{obj}" if labels is not None else obj)
         except fitsio.InvalidSpectrum:
             out.append("")
     return out
