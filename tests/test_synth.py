@@ -457,7 +457,7 @@ def test_cli_writes_archive_and_summary(tmp_path, capsys):
     (["--today", "2026-02-30"], "--today"),
     (["--proprietary-fraction", "1.5"], "--proprietary-fraction"),
     (["-n", "0"], "--n-spectra"),
-    (["-n", "400000", "--today", "2026-11-21"], "--n-spectra"),  # 363 nights x 1000 slots
+    (["-n", "4000000", "--today", "2026-11-21"], "--n-spectra"),  # > 363 nights x 1000 slots
 ])
 def test_cli_names_the_bad_option(tmp_path, capsys, args, flag):
     with pytest.raises(SystemExit) as ex:

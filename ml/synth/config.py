@@ -23,8 +23,12 @@ FORMATS = ("adp", "s1d", "both")
 ERR_MODES = ("nan", "real")
 #: First night of HARPS science operations used by the generator.
 HARPS_START = dt.date(2003, 12, 1)
+MJD_EPOCH = dt.date(1858, 11, 17)
 #: Coarsest sampling the generator accepts, Angstrom.
 MAX_STEP = 10.0
+#: Observations per night at most: the slot number is the millisecond field
+#: of DATE-OBS, which makes every DATE-OBS unique.
+SLOTS_PER_NIGHT = 1000
 
 
 class ConfigError(ValueError):
@@ -107,6 +111,7 @@ class SynthConfig:
         if not 0.0 <= self.proprietary_fraction <= 1.0:
             raise ConfigError("proprietary_fraction",
                               f"must be between 0 and 1, got {self.proprietary_fraction!r}")
+        self._check_capacity()
 
     def _check_counts(self) -> None:
         for name in ("n_spectra", "workers"):
@@ -117,6 +122,28 @@ class SynthConfig:
             raise ConfigError("seed", f"must be a non-negative integer, got {self.seed!r}")
         if self.n_stars is not None and (not isinstance(self.n_stars, int) or self.n_stars < 1):
             raise ConfigError("n_stars", f"must be a positive integer, got {self.n_stars!r}")
+
+    def windows(self) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """(first night MJD, number of nights, spectra) of the proprietary and public windows.
+
+        Public nights end early enough that the release date (UT date of
+        DATE-OBS + 365 days) has passed by ``today``, proprietary nights
+        (the year before ``today``) late enough that it has not; DATE-OBS
+        may fall on the UT day after the night's date.
+        """
+        today = (self.today - MJD_EPOCH).days
+        first = (HARPS_START - MJD_EPOCH).days
+        n_prop = int(round(self.proprietary_fraction * self.n_spectra))
+        return ((today - 364, 363, n_prop),
+                (first, today - 366 - first + 1, self.n_spectra - n_prop))
+
+    def _check_capacity(self) -> None:
+        for start, nights, count in self.windows():
+            if count > max(nights, 0) * SLOTS_PER_NIGHT:
+                day = MJD_EPOCH + dt.timedelta(days=start)
+                raise ConfigError("n_spectra", f"{count} spectra do not fit in {max(nights, 0)} "
+                                  f"nights from {day} (at most {SLOTS_PER_NIGHT} per night); "
+                                  "lower it, the proprietary fraction, or move --today")
 
     @property
     def stars(self) -> int:

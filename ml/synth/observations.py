@@ -37,10 +37,9 @@ from ml import harps
 from ml.synth import astro
 from ml.synth import rng as rngmod
 from ml.synth.catalogue import Catalogue, Star, make_catalogue
-from ml.synth.config import HARPS_START, ConfigError, SynthConfig
+from ml.synth.config import HARPS_START, SLOTS_PER_NIGHT, SynthConfig
 from ml.synth.spectrum import SpectrumParams
 
-SLOTS_PER_NIGHT = 1000
 MAX_AIRMASS = 2.0
 #: Photo-electrons per second per 0.01 A pixel for V = 0 at 5500 A (airmass
 #: 1, seeing 0.9"); a V = 10.9 star gives S/N ~ 23 in 300 s, like the real
@@ -173,26 +172,18 @@ class ObservationPlanner:
 
     Raises
     ------
-    ConfigError
-        When a window has no night or fewer than one slot per spectrum
-        (1000 per night).
+    ml.synth.config.ConfigError
+        When a window has fewer slots than spectra (1000 per night).
     """
 
     def __init__(self, catalogue: Catalogue, n_spectra: int, *, seed: int, today: dt.date,
                  proprietary_fraction: float) -> None:
         self.catalogue, self.n, self.seed, self.today = catalogue, n_spectra, seed, today
-        self.n_prop = int(round(proprietary_fraction * n_spectra))
-        today_mjd = astro.date_to_mjd(today)
-        first = astro.date_to_mjd(HARPS_START)
-        # public nights end early enough that the release date has passed,
-        # proprietary nights late enough that it has not (UT date may be night + 1)
-        self._groups = ((today_mjd - 364, 363, self.n_prop),
-                        (first, today_mjd - 366 - first + 1, n_spectra - self.n_prop))
-        for start, nights, count in self._groups:
-            if count > max(nights, 0) * SLOTS_PER_NIGHT:
-                raise ConfigError("n_spectra", f"{count} spectra do not fit in {max(nights, 0)} "
-                                  f"nights from {astro.mjd_to_datetime(start).date()} (at most "
-                                  f"{SLOTS_PER_NIGHT} per night); lower it or move --today")
+        # validates the windows (raises ConfigError naming the option)
+        self._groups = SynthConfig(n_spectra=n_spectra, seed=seed, n_stars=len(catalogue),
+                                   today=today,
+                                   proprietary_fraction=proprietary_fraction).windows()
+        self.n_prop = self._groups[0][2]
         self._order = rngmod.IndexPermutation(n_spectra, rngmod.key64(seed, rngmod.PERMUTATION, 0))
         self._slots = tuple(
             rngmod.IndexPermutation(max(nights, 1) * SLOTS_PER_NIGHT,
