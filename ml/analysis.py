@@ -52,10 +52,12 @@ LABELS: dict[str, tuple[str, str]] = {
     "snr": ("S/N", ""),
     "berv_kms": ("BERV", "km/s"),
 }
-#: Informative if the MAD of mu exceeds this (in units of the N(0,1) prior).
-MAD_THRESHOLD = 0.05
+#: Informative if the MAD of mu exceeds this fraction of the largest MAD
+#: (the scale of mu depends on the KL weight; dead dimensions sit orders of
+#: magnitude below the live ones, the gap Sedaghat et al. read off) ...
+MAD_FRACTION = 0.05
 #: ... and the decoder response exceeds this fraction of the largest one.
-RESPONSE_FRACTION = 0.01
+RESPONSE_FRACTION = 0.05
 #: PostgreSQL's cube type (the kNN index) holds at most 100 dimensions.
 MAX_INFORMATIVE = 100
 
@@ -193,7 +195,7 @@ def informative(mad_values: np.ndarray, response: np.ndarray | None = None) -> n
 
     At most :data:`MAX_INFORMATIVE` dimensions are kept, largest MAD first.
     """
-    keep = mad_values > MAD_THRESHOLD
+    keep = (mad_values > MAD_FRACTION * float(mad_values.max())) & (mad_values > 0)
     if response is not None:
         keep &= response > RESPONSE_FRACTION * max(float(response.max()), 1e-30)
     if keep.sum() > MAX_INFORMATIVE:
@@ -253,7 +255,7 @@ def describe(dim: int, mad_value: float, ksg_row: np.ndarray) -> str:
     order = np.argsort(-ksg_row)
     names = list(LABELS)
     parts = [f"{LABELS[names[j]][0]} {ksg_row[j]:.2f}" for j in order[:3]]
-    return (f"Latent dimension {dim} (MAD {mad_value:.2f} prior sigma); mutual information "
+    return (f"Latent dimension {dim} (MAD {mad_value:.3g} prior sigma); mutual information "
             f"with the synthetic archive's labels, nats (KSG): " + ", ".join(parts))
 
 
@@ -328,7 +330,7 @@ def run(latents_paths: list[str], labels_path: str, out_dir: str | os.PathLike, 
         "model_id": lat.header.get("MODELID"), "n_spectra": int(lat.z.shape[0]),
         "evaluation": evaluation, "n_evaluation_stars": len(rows),
         "latent_dim": int(lat.z.shape[1]),
-        "criteria": {"mad_threshold": MAD_THRESHOLD, "response_fraction": RESPONSE_FRACTION,
+        "criteria": {"mad_fraction": MAD_FRACTION, "response_fraction": RESPONSE_FRACTION,
                      "decoder_response": response is not None},
         "n_informative": len(dims),
         "n_generative_parameters": len(LABELS),

@@ -84,7 +84,10 @@ def _lookup_did(did: str) -> list[float]:
     if not rows:
         raise LatentArgumentError(
             f"gavo_latentdist: no spectrum with publisher DID {did!r} in {LATENT_TABLE}")
-    return [float(v) for v in rows[0][0]]
+    # real[] arrives as shortest decimal text; go back to the exact float32
+    # values, so that a spectrum's distance to itself is exactly 0
+    import numpy as np
+    return [float(np.float32(v)) for v in rows[0][0]]
 
 
 def _informative_dim() -> int:

@@ -126,12 +126,17 @@ def nearest(vectors: np.ndarray, k: int = N_NEIGHBOURS) -> tuple[np.ndarray, np.
     x = vectors.astype(np.float64)
     k = min(k, len(x) - 1)
     nn = NearestNeighbors(n_neighbors=k + 1).fit(x)
-    dist, idx = nn.kneighbors(x)
+    _, idx = nn.kneighbors(x)
     own = idx == np.arange(len(x))[:, None]
     # drop each row's own index (not just the first column: ties are possible)
     keep = ~own
     keep[own.sum(axis=1) == 0, -1] = False
-    return idx[keep].reshape(len(x), k), dist[keep].reshape(len(x), k)
+    idx = idx[keep].reshape(len(x), k)
+    # exact distances (the tree's are rounded differently from cube's), then
+    # order by them
+    dist = np.sqrt(((x[idx] - x[:, None, :]) ** 2).sum(axis=2))
+    order = np.argsort(dist, axis=1, kind="stable")
+    return np.take_along_axis(idx, order, 1), np.take_along_axis(dist, order, 1)
 
 
 def write_neighbours(path: Path, ids: list[str], idx: np.ndarray, dist: np.ndarray,
@@ -215,6 +220,9 @@ def publish(rd_id: str, ckpt: Path, artefacts: list[Path], analysis: Path,
     if any(h["MODELID"] != model_id for h in headers):
         raise LatentsError("the latents artefacts come from different models")
     summary = json.loads((analysis / "summary.json").read_text())
+    if not summary["informative"]:
+        raise LatentsError(f"model {model_id} has no informative latent dimension (see "
+                           f"{analysis / 'dims.csv'}); train longer or with another KL weight")
     dest = resdir_of(rd_id) / "models" / model_id
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ckpt, dest / "model.ckpt")

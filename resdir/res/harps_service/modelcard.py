@@ -77,7 +77,7 @@ meaning below comes from the labelled synthetic archive.</p>
 neither trained on nor encoded until their release date.</p>
 <h2>What the dimensions mean</h2>
 <p>{a['n_informative']} of {t['latent_dim']} dimensions are informative (MAD of mu above
-{a['criteria']['mad_threshold']} prior sigma and a decoder response above
+{a['criteria']['mad_fraction']:.0%} and decoder response above
 {a['criteria']['response_fraction']:.0%} of the largest); the synthetic archive varies
 {a['n_generative_parameters']} generative parameters.  Mutual information and neighbour
 errors are measured on {a['n_evaluation_stars']} stars ({escape(a['evaluation'])}), one

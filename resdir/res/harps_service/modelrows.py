@@ -23,6 +23,8 @@ class RowIterator(CustomRowIterator):
     def _iterRows(self):  # noqa: N802 - DaCHS API name
         from gavo import base
         model_dir = os.path.dirname(self.sourceToken)
+        if os.path.basename(model_dir) == "current":  # the symlink to one of the others
+            return
         m = load_model_description(model_dir)
         ckpt = os.path.join(model_dir, m["checkpoint"])
         yield {
