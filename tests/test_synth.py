@@ -470,3 +470,17 @@ def test_config_errors_are_value_errors():
         SynthConfig(workers=0)
     with pytest.raises(ValueError, match="--err"):
         SynthConfig(err="zero")
+
+
+def test_gaussian_bins_are_exact_integrals():
+    from scipy import stats
+
+    from ml.synth.spectrum import gaussian_bins
+
+    rng = np.random.default_rng(1)
+    edges = np.arange(0.0, 51.0)
+    centre, sigma = rng.uniform(-1, 51, 800), rng.uniform(0.001, 3.0, 800)
+    weight = rng.uniform(0, 1, 800)
+    expected = sum(w * np.diff(stats.norm.cdf(edges, c, s))
+                   for c, s, w in zip(centre, sigma, weight, strict=True))
+    assert np.allclose(gaussian_bins(edges, centre, sigma, weight), expected, atol=2e-4)

@@ -14,6 +14,8 @@ sums to negative zero.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 BLOCK = 2880
@@ -62,6 +64,7 @@ def _finish(text: str, comment: str) -> str:
     return text.ljust(CARD)
 
 
+@functools.lru_cache(maxsize=16384, typed=True)
 def card(key: str, value: object = None, comment: str = "") -> str:
     """One fixed-format card (keyword of at most 8 characters).
 
@@ -79,7 +82,8 @@ def card(key: str, value: object = None, comment: str = "") -> str:
     Returns
     -------
     str
-        Exactly 80 ASCII characters.
+        Exactly 80 ASCII characters.  Cached (typed): a header repeats most
+        cards from file to file.
     """
     if key in ("COMMENT", "HISTORY", ""):
         return (key.ljust(8) + comment)[:CARD].ljust(CARD)
@@ -92,6 +96,7 @@ def card(key: str, value: object = None, comment: str = "") -> str:
     return _finish(head, comment)
 
 
+@functools.lru_cache(maxsize=16384, typed=True)
 def hcard(key: str, value: object, comment: str = "", align: bool = True) -> str:
     """One ``HIERARCH`` card, as ESO writes them.
 

@@ -234,13 +234,19 @@ def _gaussian_bins_narrow(edges: np.ndarray, centre: np.ndarray, sigma: np.ndarr
     j = np.searchsorted(edges, centre) - 1  # bin of the centre
     inside = (j >= 0) & (j < m)
     j, centre, sigma, weight = j[inside], centre[inside], sigma[inside], weight[inside]
-    scale = 1.0 / (math.sqrt(2.0) * sigma)
-    below = 0.5 * weight * special.erfc((centre - edges[j]) * scale)
-    above = 0.5 * weight * special.erfc((edges[j + 1] - centre) * scale)
-    out = np.bincount(j, weight - below - above, minlength=m)
-    out += np.bincount(np.maximum(j - 1, 0), below, minlength=m)
-    out += np.bincount(np.minimum(j + 1, m - 1), above, minlength=m)
-    return out
+    d_lo, d_hi = centre - edges[j], edges[j + 1] - centre
+    # only lines within 4 sigma of an edge share their weight with a neighbour
+    near = np.flatnonzero(np.minimum(d_lo, d_hi) < 4.0 * sigma)
+    scale = 1.0 / (math.sqrt(2.0) * sigma[near])
+    below = 0.5 * weight[near] * special.erfc(d_lo[near] * scale)
+    above = 0.5 * weight[near] * special.erfc(d_hi[near] * scale)
+    # bins -1 and m (spare slots 0 and m + 1) collect what leaves the grid
+    out = np.bincount(j + 1, weight, minlength=m + 2)
+    jn = j[near] + 1
+    out -= np.bincount(jn, below + above, minlength=m + 2)
+    out += np.bincount(jn - 1, below, minlength=m + 2)
+    out += np.bincount(jn + 1, above, minlength=m + 2)
+    return out[1:m + 1]
 
 
 def _gaussian_bins_reach(edges: np.ndarray, centre: np.ndarray, sigma: np.ndarray,
