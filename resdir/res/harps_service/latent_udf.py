@@ -75,36 +75,51 @@ def distance_sql(vector_column_sql: str, values: Sequence[float]) -> str:
     return f"(cube(CAST({vector_column_sql} AS float8[])) <-> {cube_literal(values)})"
 
 
-def _lookup_did(did: str) -> list[float]:
+_QUALIFIED_TABLE = re.compile(r"^[a-z][a-z0-9_]*\.latents$")
+
+
+def latent_table(qualifier: str | None) -> str:
+    """The latent table a column reference points to.
+
+    ``knn`` alone (or through an alias) means :data:`LATENT_TABLE`; a
+    schema-qualified ``otherschema.latents.knn`` (scratch copies of the
+    resource, e.g. for benchmarks) names its own table.
+    """
+    if qualifier and _QUALIFIED_TABLE.match(qualifier.lower()):
+        return qualifier.lower()
+    return LATENT_TABLE
+
+
+def _lookup_did(did: str, table: str = LATENT_TABLE) -> list[float]:
     from gavo import base
     with base.getTableConn() as conn:
         rows = list(conn.query(
-            f"SELECT {VECTOR_COLUMN} FROM {LATENT_TABLE} WHERE ssa_pubdid = %(did)s",
-            {"did": did}))
+            f"SELECT {VECTOR_COLUMN} FROM {table} WHERE ssa_pubdid = %(did)s", {"did": did}))
     if not rows:
         raise LatentArgumentError(
-            f"gavo_latentdist: no spectrum with publisher DID {did!r} in {LATENT_TABLE}")
+            f"gavo_latentdist: no spectrum with publisher DID {did!r} in {table}")
     # real[] arrives as shortest decimal text; go back to the exact float32
     # values, so that a spectrum's distance to itself is exactly 0
     import numpy as np
     return [float(np.float32(v)) for v in rows[0][0]]
 
 
-def _informative_dim() -> int:
+def _informative_dim(table: str = LATENT_TABLE) -> int:
     from gavo import base
     with base.getTableConn() as conn:
         rows = list(conn.query(
-            f"SELECT array_length({VECTOR_COLUMN}, 1) FROM {LATENT_TABLE} LIMIT 1"))
+            f"SELECT array_length({VECTOR_COLUMN}, 1) FROM {table} "
+            f"WHERE {VECTOR_COLUMN} IS NOT NULL LIMIT 1"))
     if not rows or rows[0][0] is None:
-        raise LatentArgumentError(f"gavo_latentdist: {LATENT_TABLE} holds no latents yet")
+        raise LatentArgumentError(f"gavo_latentdist: {table} holds no latents yet")
     return int(rows[0][0])
 
 
-def target_vector(target: str) -> list[float]:
+def target_vector(target: str, table: str = LATENT_TABLE) -> list[float]:
     """The latent vector a ``gavo_latentdist`` target string stands for."""
     if target.strip().startswith("ivo://"):
-        return _lookup_did(target.strip())
-    return parse_vector(target, _informative_dim())
+        return _lookup_did(target.strip(), table)
+    return parse_vector(target, _informative_dim(table))
 
 
 def _register() -> None:
@@ -133,8 +148,10 @@ def _register() -> None:
             raise common.UfuncError(
                 "gavo_latentdist: the second argument must be a string literal "
                 "(a publisher DID or a vector of numbers)")
+        ref = getattr(args[0], "refName", None)
+        table = latent_table(nodes.flatten(ref) if ref else None)
         try:
-            values = target_vector(args[1].value)
+            values = target_vector(args[1].value, table)
         except LatentArgumentError as ex:
             raise common.UfuncError(str(ex)) from None
         return distance_sql(nodes.flatten(args[0]), values)
