@@ -26,6 +26,7 @@ from ml.synth import (
     SynthConfig,
     astro,
     cli,
+    exposure,
     fitswrite,
     iter_observations,
     make_catalogue,
@@ -35,7 +36,8 @@ from ml.synth import (
     write_archive,
 )
 from ml.synth.config import ConfigError
-from ml.synth.spectrum import bin_average, gap_mask
+from ml.synth.kernels import bin_average
+from ml.synth.spectrum import gap_mask
 
 TODAY = dt.date(2026, 11, 21)
 MANDATORY_PRIMARY = (
@@ -415,10 +417,8 @@ def test_full_grid_gap_zeros_and_noise(full_grid):
     assert 3280 <= gap.sum() <= 3310 and harps.MODEL_GAP[0] < wave[gap].min()
     assert np.all(flux[gap] == 0) and np.all(flux[~gap] != 0) and np.all(np.isnan(err[gap]))
     # expected electrons from the noise model: err^2 = (N + r^2) / gain^2
-    from ml.synth import spectrum
-
-    expected = ((err[~gap].astype(float) * spectrum.GAIN) ** 2
-                - spectrum.READ_NOISE_NATIVE ** 2) / spectrum.GAIN
+    expected = ((err[~gap].astype(float) * exposure.GAIN) ** 2
+                - exposure.READ_NOISE_NATIVE ** 2) / exposure.GAIN
     z = (flux[~gap] - expected) / err[~gap]
     assert np.std(z) == pytest.approx(1.0, abs=0.02) and abs(np.mean(z)) < 0.01
     assert np.median(expected / err[~gap]) == pytest.approx(obs.snr, rel=0.01)
@@ -475,7 +475,7 @@ def test_config_errors_are_value_errors():
 def test_gaussian_bins_are_exact_integrals():
     from scipy import stats
 
-    from ml.synth.spectrum import gaussian_bins
+    from ml.synth.coarse import gaussian_bins
 
     rng = np.random.default_rng(1)
     edges = np.arange(0.0, 51.0)

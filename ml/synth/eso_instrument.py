@@ -120,12 +120,10 @@ def _pi(o: Observation) -> str:
     return f"SynthPI{o.star.programme:03d}"
 
 
-def tel_ada(o: Observation) -> list[str]:
-    """TEL and ADA keywords: pointing, ambient conditions (incl. water vapour)."""
-    s = o.star
-    moon_ra, moon_dec = astro.moon_radec(o.mjd_obs)
+def _tel_conditions(o: Observation) -> list[str]:
+    """TEL keywords of the exposure: airmass, pointing, seeing, water vapour, weather."""
     rhum = float(np.clip(8.0 * o.pwv, 3.0, 95.0))
-    cards = [
+    return [
         hcard("ESO TEL AIRM END", _f(o.airmass_end, ".3f"), "Airmass at end"),
         hcard("ESO TEL AIRM START", _f(o.airmass_start, ".3f"), "Airmass at start"),
         hcard("ESO TEL ALT", _f(o.alt_start, ".3f"), "Alt angle at start (deg)"),
@@ -146,6 +144,12 @@ def tel_ada(o: Observation) -> list[str]:
         hcard("ESO TEL AMBI WINDSP", _f(2.0 + (o.night * 7919 % 900) / 100.0, ".2f"),
               "Observatory ambient wind speed que"),
         hcard("ESO TEL AZ", _f(o.az_start, ".3f"), "Az angle at start (deg) S=0,W=90"),
+    ]
+
+
+def _tel_static() -> list[str]:
+    """TEL keywords of the telescope itself (TCS, focus, site)."""
+    return [
         hcard("ESO TEL CHOP ST", False, "True when chopping is active"),
         hcard("ESO TEL DATE", "not set", "TCS installation date"),
         hcard("ESO TEL DID", "ESO-VLT-DIC.TCS", "Data dictionary for TEL"),
@@ -159,6 +163,15 @@ def tel_ada(o: Observation) -> list[str]:
         hcard("ESO TEL GEOLAT", _f(harps.SITE_LAT_DEG, ".4f"), "Tel geo latitute (+=North) (deg)"),
         hcard("ESO TEL GEOLON", _f(harps.SITE_LON_DEG, ".4f"), "Tel geo longitude (+=East) (deg)"),
         hcard("ESO TEL ID", "v 6.0+", "TCS version number"),
+    ]
+
+
+def _tel_target(o: Observation) -> list[str]:
+    """TEL keywords of the target, the Moon and the tracking; then ADA."""
+    s = o.star
+    moon_ra, moon_dec = astro.moon_radec(o.mjd_obs)
+    rot = _f(89.9 + (o.night % 20) / 100.0, ".5f")
+    return [
         hcard("ESO TEL MOON DEC", _f(moon_dec, ".5f"), "DEC (J2000) (deg)"),
         hcard("ESO TEL MOON RA", _f(moon_ra, ".6f"), "RA (J2000) (deg)"),
         hcard("ESO TEL OPER", "Synthetic", "Telescope Operator"),
@@ -178,9 +191,6 @@ def tel_ada(o: Observation) -> list[str]:
         hcard("ESO TEL TH M1 TEMP", _f(11.0 + 3.0 * math.sin(o.night / 58.1), ".2f"),
               "M1 superficial temperature"),
         hcard("ESO TEL TRAK STATUS", "NORMAL", "Tracking status"),
-    ]
-    rot = _f(89.9 + (o.night % 20) / 100.0, ".5f")
-    cards += [
         hcard("ESO ADA ABSROT END", rot, "Abs rot angle at exp end (deg)"),
         hcard("ESO ADA ABSROT START", rot, "Abs rot angle at exp start (deg)"),
         hcard("ESO ADA GUID DEC", _f(0.0, ".5f"), "00:00:00.0 Guide star DEC J2000"),
@@ -188,7 +198,11 @@ def tel_ada(o: Observation) -> list[str]:
         hcard("ESO ADA GUID STATUS", "ON", "Status of autoguider"),
         hcard("ESO ADA POSANG", _f(0.0, ".5f"), "Position angle at start"),
     ]
-    return cards
+
+
+def tel_ada(o: Observation) -> list[str]:
+    """TEL and ADA keywords (alphabetical, as ESO writes them)."""
+    return _tel_conditions(o) + _tel_static() + _tel_target(o)
 
 
 def ins_dynamic(o: Observation) -> list[str]:
@@ -293,40 +307,41 @@ def ins_static(seed: int, var: int) -> bytes:
     return "".join(cards).encode("ascii")
 
 
+_DET_HEAD = (
+    ("BITS", 16, "Bits per pixel readout"), ("CHIPS", 2, "# of chips in detector array"),
+    ("DATE", "2001-11-01", "Installation date"),
+    ("DEC", Num("0.00000000"), "Apparent 00:00:00.0 DEC at start"),
+    ("DID", "ESO-VLT-DIC.CCDDCS,ESO-VLT-DIC.FCDDCS", "Dictionary Name and Revision"))
+_DET_MIDDLE = (
+    ("EXP RDTTIME", Num("22.565"), "image readout time"), ("EXP TYPE", "Normal", "Exposure type"),
+    ("EXP XFERTIM", Num("22.533"), "image transfer time"),
+    ("FRAM ID", 1, "Image sequencial number"), ("FRAM TYPE", "Normal", "Type of frame"),
+    ("ID", "CCD FIERA - Rev: 3.96", "Detector system Id"),
+    ("NAME", "harps - Harps", "Name of detector system"), ("OUTPUTS", 2, "# of outputs"),
+    ("OUTREF", 0, "reference output"), ("RA", Num("0.00000000"), "Apparent 00:00:00.0 RA at start"),
+    ("READ CLOCK", "416kpx/rr", "Readout clock pattern used"),
+    ("READ MODE", "normal", "Readout method"),
+    ("READ NFRAM", 1, "Number of readouts buffered in single frame"),
+    ("READ SPEED", "416kHz,1,high", "Readout speed"),
+    ("SHUT ID", "SESO", "Shutter unique identifier"),
+    ("SHUT TMCLOS", Num("0.037"), "Time taken to close shutter"),
+    ("SHUT TMOPEN", Num("0.034"), "Time taken to open shutter"),
+    ("SHUT TYPE", "IRIS", "type of shutter"), ("SOFW MODE", "Normal", "CCD sw operational mode"),
+    ("TELE INT", Num("600.0"), "Interval between two successive telemetry"),
+    ("TELE NO", 3, "# of sources active"))
+_DET_TELEMETRY = ((1, "CCD Sensor1", "CCD T1", "150.70"), (2, "Box Temp", "EBOX T", "283.90"),
+                  (3, "CCD Vacuum", "CCD Vacuum", "0.00"))
+
+
 def det_cards(o: Observation) -> list[str]:
-    """DET keywords: CCD system, read-out, the exposure's integration times."""
-    exp_no = o.ob_id % 90_000 + 1000
-    rows = [("BITS", 16, "Bits per pixel readout"), ("CHIPS", 2, "# of chips in detector array"),
-            ("DATE", "2001-11-01", "Installation date"),
-            ("DEC", _f(0.0, ".8f"), "Apparent 00:00:00.0 DEC at start"),
-            ("DID", "ESO-VLT-DIC.CCDDCS,ESO-VLT-DIC.FCDDCS", "Dictionary Name and Revision"),
-            ("EXP NO", exp_no, "Unique exposure ID number"),
-            ("EXP RDTTIME", _f(22.565, ".3f"), "image readout time"),
-            ("EXP TYPE", "Normal", "Exposure type"),
-            ("EXP XFERTIM", _f(22.533, ".3f"), "image transfer time"),
-            ("FRAM ID", 1, "Image sequencial number"), ("FRAM TYPE", "Normal", "Type of frame"),
-            ("ID", "CCD FIERA - Rev: 3.96", "Detector system Id"),
-            ("NAME", "harps - Harps", "Name of detector system"), ("OUTPUTS", 2, "# of outputs"),
-            ("OUTREF", 0, "reference output"),
-            ("RA", _f(0.0, ".8f"), "Apparent 00:00:00.0 RA at start"),
-            ("READ CLOCK", "416kpx/rr", "Readout clock pattern used"),
-            ("READ MODE", "normal", "Readout method"),
-            ("READ NFRAM", 1, "Number of readouts buffered in single frame"),
-            ("READ SPEED", "416kHz,1,high", "Readout speed"),
-            ("SHUT ID", "SESO", "Shutter unique identifier"),
-            ("SHUT TMCLOS", _f(0.037, ".3f"), "Time taken to close shutter"),
-            ("SHUT TMOPEN", _f(0.034, ".3f"), "Time taken to open shutter"),
-            ("SHUT TYPE", "IRIS", "type of shutter"),
-            ("SOFW MODE", "Normal", "CCD sw operational mode"),
-            ("TELE INT", _f(600.0, ".1f"), "Interval between two successive telemetry"),
-            ("TELE NO", 3, "# of sources active")]
-    for n, ident, name, value in ((1, "CCD Sensor1", "CCD T1", 150.7),
-                                  (2, "Box Temp", "EBOX T", 283.9),
-                                  (3, "CCD Vacuum", "CCD Vacuum", 0.0)):
-        rows += [(f"TLM{n} END", _f(value, ".2f"), "Telemetry value at read completion"),
+    """DET keywords: CCD system, read-out, the exposure's integration times; then OCS."""
+    rows = list(_DET_HEAD) + [("EXP NO", o.ob_id % 90_000 + 1000, "Unique exposure ID number")]
+    rows += _DET_MIDDLE
+    for n, ident, name, value in _DET_TELEMETRY:
+        rows += [(f"TLM{n} END", Num(value), "Telemetry value at read completion"),
                  (f"TLM{n} ID", ident, "ID of telemetry sensor"),
                  (f"TLM{n} NAME", name, "Description of telemetry param."),
-                 (f"TLM{n} START", _f(value, ".2f"), "Telemetry value at read start")]
+                 (f"TLM{n} START", Num(value), "Telemetry value at read start")]
     rows += [("WIN1 BINX", 1, "Binning factor along X"), ("WIN1 BINY", 1, "Binning factor along Y"),
              ("WIN1 DIT1", _f(o.exptime, ".6f"), "actual subintegration time"),
              ("WIN1 DKTM", _f(o.exptime + 0.0854, ".4f"), "Dark current time"),

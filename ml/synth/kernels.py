@@ -150,3 +150,30 @@ def reduced_width(tau0: np.ndarray, cls: np.ndarray) -> np.ndarray:
     weak = x < 0.0  # below the table: the linear part of the curve of growth
     log_w[weak] = lo[weak] + frac[weak] * step
     return np.exp(log_w * math.log(10.0))
+
+
+def bin_edges(wave: np.ndarray) -> np.ndarray:
+    """Pixel edges (Angstrom) of a sorted grid: mid-points, half a step outside the ends."""
+    mid = 0.5 * (wave[1:] + wave[:-1])
+    return np.concatenate([[2 * wave[0] - mid[0]], mid, [2 * wave[-1] - mid[-1]]])
+
+
+def bin_average(x: np.ndarray, y: np.ndarray, wave: np.ndarray) -> np.ndarray:
+    """Average of the piecewise-linear function ``y(x)`` over each pixel of ``wave``.
+
+    Parameters
+    ----------
+    x, y : numpy.ndarray
+        Shape ``(n,)``, ``x`` increasing and covering every pixel.
+    wave : numpy.ndarray
+        Output pixel centres, shape ``(m,)``, increasing.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(m,)``.
+    """
+    cum = np.concatenate([[0.0], np.cumsum(0.5 * (y[1:] + y[:-1]) * np.diff(x))])
+    edges = bin_edges(wave)
+    integral = np.interp(edges, x, cum)
+    return np.diff(integral) / np.diff(edges)

@@ -38,7 +38,7 @@ from ml.synth import astro
 from ml.synth import rng as rngmod
 from ml.synth.catalogue import Catalogue, Star, make_catalogue
 from ml.synth.config import HARPS_START, SLOTS_PER_NIGHT, SynthConfig
-from ml.synth.spectrum import SpectrumParams
+from ml.synth.exposure import SpectrumParams
 
 MAX_AIRMASS = 2.0
 #: Photo-electrons per second per 0.01 A pixel for V = 0 at 5500 A (airmass

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ml import harps
-from ml.synth import astro, eso_drs, eso_instrument, spectrum
+from ml.synth import astro, eso_drs, eso_instrument, exposure
 from ml.synth import rng as rngmod
 from ml.synth.fitswrite import Num, card, fmt_float, hcard, hdu_bytes
 from ml.synth.observations import Observation
@@ -108,9 +108,8 @@ def _common_top(o: Observation) -> list[str]:
     ]
 
 
-def _phase3(o: Observation, wave: np.ndarray, snr_file: float) -> list[str]:
-    """Phase 3 product keywords of the ADP primary header (ESO SDP standard, Table 8)."""
-    step = float(np.median(np.diff(wave)))
+def _phase3_origin(o: Observation) -> list[str]:
+    """Provenance and observation keywords of the ADP primary header."""
     date = o.date_obs
     return [
         card("PI-COI", f"SynthPI{o.star.programme:03d}", "PI-COI name."),
@@ -132,7 +131,14 @@ def _phase3(o: Observation, wave: np.ndarray, snr_file: float) -> list[str]:
         card("MJD-END", Num(f"{o.mjd_end:.8f}"), "[d] End of observation"),
         card("PROG_ID", o.prog_id, "ESO Programme ID"),
         card("OBID1", o.ob_id, "Observation block ID"),
-        card("PROCSOFT", o.drs_version, "Data reduction software"),
+        card("PROCSOFT", o.drs_version, "Data reduction software")]
+
+
+def _phase3_spectrum(o: Observation, wave: np.ndarray, snr_file: float) -> list[str]:
+    """Phase 3 keywords of the spectral product (ESO SDP standard, Table 8)."""
+    step = float(np.median(np.diff(wave)))
+    date = o.date_obs
+    return [
         card("OBSTECH", "ECHELLE", "Observation technique"),
         card("PRODCATG", "SCIENCE.SPECTRUM", "Data product category"),
         card("FLUXCAL", "UNCALIBRATED", "Type of flux calibration"),
@@ -146,8 +152,8 @@ def _phase3(o: Observation, wave: np.ndarray, snr_file: float) -> list[str]:
         card("REFERENC", "", "Bibliographic reference"),
         card("SNR", Num(f"{snr_file:.2f}"), "Median signal to noise"),
         card("SPEC_RES", harps.RESOLVING_POWER, "Reference spectral resolving power"),
-        card("GAIN", spectrum.GAIN, "Conversion from electrons to ADU"),
-        card("DETRON", spectrum.READ_NOISE_CCD, "Readout noise per output (e-)"),
+        card("GAIN", exposure.GAIN, "Conversion from electrons to ADU"),
+        card("DETRON", exposure.READ_NOISE_CCD, "Readout noise per output (e-)"),
         card("ASSOC1", "ANCILLARY.HARPSTAR", "Associated file 1 category"),
         card("ASSON1", f"HARPS.{date}_DRS_{o.drs_version}.tar", "Associated file 1"),
         card("ASSOM1", f"{rngmod.mix64(o.start_ms):016x}{rngmod.mix64(o.arc_ms):016x}",
@@ -162,7 +168,7 @@ def _hierarch(o: Observation, sn_orders: np.ndarray) -> list[str | bytes]:
     return (eso_instrument.obs_tpl_dpr(o) + eso_instrument.tel_ada(o)
             + eso_instrument.ins_dynamic(o) + [eso_instrument.ins_static(o.seed, var)]
             + eso_instrument.det_cards(o)
-            + eso_drs.drs_cards(o, sn_orders, spectrum.GAIN, spectrum.READ_NOISE_CCD)
+            + eso_drs.drs_cards(o, sn_orders, exposure.GAIN, exposure.READ_NOISE_CCD)
             + [hcard(harps.SYNTHETIC_KEYWORD, True, "made by ml.synth: not an ESO product")])
 
 
@@ -178,7 +184,8 @@ def adp_primary_cards(o: Observation, wave: np.ndarray, snr_file: float,
             card("COMMENT", comment="  and Astrophysics', volume 376, page 359; bibcode:"
                  " 2001A&A...376..359H"),
             card("DATE", astro.iso_ms(_written_ms(o)), "Date this file was written")]
-    return (head + _common_top(o) + _phase3(o, wave, snr_file) + _hierarch(o, sn_orders)
+    return (head + _common_top(o) + _phase3_origin(o) + _phase3_spectrum(o, wave, snr_file)
+            + _hierarch(o, sn_orders)
             + [card("ARCFILE", o.arcfile, "Archive File Name"),
                card("P3ORIG", "IDP", "ESO internal data product")])
 
