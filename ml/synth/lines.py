@@ -74,7 +74,9 @@ class StrongLine(NamedTuple):
     ``damping`` is the damping parameter ``a`` (Voigt, Doppler units) in
     the Sun; for hydrogen it is the Stark wing strength instead.  Both are
     tuned so that the Sun gets its observed equivalent widths (Na D2
-    0.75 A, Mg b1 1.58 A, Ca II K 20 A, H alpha 4.0 A, ...).
+    0.75 A, Mg b1 1.58 A, Ca II K 20 A, ...) and, for H alpha, its profile
+    (see :mod:`ml.synth.features`); H beta..epsilon keep the observed EW
+    ratios to H alpha.
     """
 
     name: str
@@ -86,11 +88,11 @@ class StrongLine(NamedTuple):
 
 
 STRONG_LINES: tuple[StrongLine, ...] = (
-    StrongLine("H alpha", 6562.797, "H I", 10.199, 0.710, 1.44),
-    StrongLine("H beta", 4861.323, "H I", 10.199, -0.020, 14.2),
-    StrongLine("H gamma", 4340.462, "H I", 10.199, -0.447, 31.5),
-    StrongLine("H delta", 4101.734, "H I", 10.199, -0.753, 58.0),
-    StrongLine("H epsilon", 3970.072, "H I", 10.199, -0.993, 74.1),
+    StrongLine("H alpha", 6562.797, "H I", 10.199, 0.710, 0.054),
+    StrongLine("H beta", 4861.323, "H I", 10.199, -0.020, 0.45),
+    StrongLine("H gamma", 4340.462, "H I", 10.199, -0.447, 1.12),
+    StrongLine("H delta", 4101.734, "H I", 10.199, -0.753, 2.17),
+    StrongLine("H epsilon", 3970.072, "H I", 10.199, -0.993, 3.21),
     StrongLine("Ca II K", 3933.663, "Ca II", 0.000, 0.135, 0.039),
     StrongLine("Ca II H", 3968.469, "Ca II", 0.000, -0.180, 0.043),
     StrongLine("Na I D2", 5889.951, "Na I", 0.000, 0.117, 0.028),
