@@ -425,6 +425,12 @@ def test_full_grid_gap_zeros_and_noise(full_grid):
     near = np.abs(expected / np.median(expected) - 1) < 0.1
     measured = np.median(expected[near]) / np.std(flux[~gap][near] - expected[near])
     assert measured == pytest.approx(obs.snr, rel=0.2)
+    # a coarse grid keeps the flux level (adu per native pixel), binning the noise
+    coarse = harps.archive_grid(2.0)
+    flux2, err2 = render(obs, coarse)
+    ok = ~gap_mask(coarse, obs.berv)
+    assert np.median(flux2[ok]) == pytest.approx(np.median(flux[~gap]), rel=0.05)
+    assert np.median(flux2[ok] / err2[ok]) == pytest.approx(obs.snr * math.sqrt(200), rel=0.05)
 
 
 def test_render_is_deterministic_and_grid_independent_in_time():

@@ -116,6 +116,7 @@ def _phase3_origin(o: Observation) -> list[str]:
         card("ORIGFILE", f"HARPS.{date}_s1d_A_DRS_{o.drs_version}_ESOSDP.fits",
              "Original file name"),
         card("UT", _clock((o.start_ms // 1000 - 5) % 86400), "UT at start"),
+        card("ST", _clock(float(astro.lst_deg(o.mjd_obs - 5 / 86400)) * 240.0), "ST at start"),
         card("AIRMASS", Num(f"{o.airmass:.5f}"), "Averaged air mass"),
         card("IMAGETYP", o.dpr_type, "Observation type"),
         card("ORIGIN", "ESO", "European Southern Observatory"),
@@ -169,7 +170,7 @@ def _hierarch(o: Observation, sn_orders: np.ndarray) -> list[str | bytes]:
             + eso_instrument.ins_dynamic(o) + [eso_instrument.ins_static(o.seed, var)]
             + eso_instrument.det_cards(o)
             + eso_drs.drs_cards(o, sn_orders, exposure.GAIN, exposure.READ_NOISE_CCD)
-            + [hcard(harps.SYNTHETIC_KEYWORD, True, "made by ml.synth: not an ESO product")])
+            + [hcard(harps.SYNTHETIC_KEYWORD, True, "made by ml.synth, not ESO data")])
 
 
 def adp_primary_cards(o: Observation, wave: np.ndarray, snr_file: float,

@@ -126,21 +126,22 @@ def render(obs, wave: np.ndarray, *, noise: bool = True) -> tuple[np.ndarray, np
     Returns
     -------
     flux : numpy.ndarray
-        Shape ``(N,)``, float32, adu; exact zeros in the CCD gap.  The
-        median S/N per pixel is ``obs.snr * sqrt(step / 0.01)`` (pixels of
-        a coarser grid bin the native ones).
+        Shape ``(N,)``, float32, adu per native 0.01 A pixel (a coarser
+        pixel holds the mean of the native pixels it covers, so flux levels
+        do not depend on the grid); exact zeros in the CCD gap.
     err : numpy.ndarray
         Shape ``(N,)``, float32, adu: the 1-sigma noise (photon and read
-        noise); NaN in the CCD gap.
+        noise) of that mean; NaN in the CCD gap.  The median S/N per pixel
+        is ``obs.snr`` on the 0.01 A grid and ``obs.snr * sqrt(step / 0.01)``
+        on coarser ones.
     """
     p = obs.params
     step = float(np.median(np.diff(wave))) if len(wave) > 1 else harps.WAVE_STEP
     binning = max(step / harps.WAVE_STEP, 1.0)
-    read_noise = READ_NOISE_NATIVE * math.sqrt(binning)
     expected = normalized_spectrum(p, wave) * response(wave, p)
     gap = gap_mask(wave, p.berv)
-    electrons = expected * noise_scale(expected[~gap], obs.snr * math.sqrt(binning), read_noise)
-    sigma = np.sqrt(np.maximum(electrons, 0.0) + read_noise ** 2)
+    electrons = expected * noise_scale(expected[~gap], obs.snr, READ_NOISE_NATIVE)
+    sigma = np.sqrt((np.maximum(electrons, 0.0) + READ_NOISE_NATIVE ** 2) / binning)
     if noise:
         electrons = electrons + sigma * obs.noise_rng().standard_normal(len(wave))
     flux = (electrons / GAIN).astype(np.float32)
