@@ -8,17 +8,22 @@ Modules, in the order the data flow through them:
 
 :mod:`~ml.synth.config`        run settings (:class:`SynthConfig`)
 :mod:`~ml.synth.catalogue`     stars and programmes (:func:`make_catalogue`)
-:mod:`~ml.synth.observations`  dates, conditions, S/N (:class:`ObservationPlanner`)
+:mod:`~ml.synth.observations`  dates, conditions, S/N (:class:`ObservationPlanner`,
+                               :func:`iter_observations`)
 :mod:`~ml.synth.astro`         site geometry, BERV, BJD
 :mod:`~ml.synth.lines`, :mod:`~ml.synth.telluric`   line data
 :mod:`~ml.synth.physics`, :mod:`~ml.synth.features`, :mod:`~ml.synth.kernels`
-                               line formation and broadening
-:mod:`~ml.synth.spectrum`      spectra on any grid (:func:`render`)
+                               line formation, profiles, curve of growth
+:mod:`~ml.synth.profile`, :mod:`~ml.synth.coarse`   the two rendering modes
+:mod:`~ml.synth.spectrum`      spectra on any grid (:func:`render`), noise
 :mod:`~ml.synth.eso_instrument`, :mod:`~ml.synth.eso_drs`, :mod:`~ml.synth.products`
                                headers and FITS bytes
 :mod:`~ml.synth.fitswrite`     FITS cards and checksums
 :mod:`~ml.synth.labels`, :mod:`~ml.synth.archive`, :mod:`~ml.synth.cli`
                                label CSV, archive writer, ``harps-synth``
+
+Command line: ``harps-synth --out DIR -n 1000 --seed 1`` (or ``python -m
+ml.synth``); ``--step 1.0`` for header-heavy benchmark files.
 
 Typical use (ground truth in ``obs.star`` and ``label_dict(obs)``)::
 
