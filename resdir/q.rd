@@ -291,14 +291,15 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     <column name="ssa_pubdid" type="text" required="True"
       ucd="meta.ref.ivoid" tablehead="P. DID" verbLevel="1"
       description="Publisher DID of the query spectrum."/>
-    <column name="rank" type="smallint" required="True"
+    <column name="neighbour_rank" type="smallint" required="True"
       ucd="meta.number" tablehead="Rank" verbLevel="1"
-      description="1 for the nearest neighbour, 2 for the next..."/>
+      description="1 for the nearest neighbour, 2 for the next... (RANK is
+        reserved in ADQL, hence the name)."/>
     <column name="neighbour_pubdid" type="text" required="True"
       ucd="meta.ref.ivoid" tablehead="Neighbour" verbLevel="1"
       description="Publisher DID of the neighbour."/>
-    <column name="distance" type="double precision" required="True"
-      ucd="pos.distance;stat.fit.param" tablehead="Distance" verbLevel="1"
+    <column name="latent_distance" type="double precision" required="True"
+      ucd="stat.fit.param" tablehead="Distance" verbLevel="1"
       description="Euclidean distance in the informative latent subspace
         (the value gavo_latentdist gives)."/>
     <column name="model_id" type="text" required="True"
@@ -708,6 +709,24 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     <ssapCore queriedTable="data">
       <FEED source="//ssap#hcd_condDescs"/>
     </ssapCore>
+  </service>
+
+  <service id="model" allowed="static">
+    <meta name="title">HARPS Latent Space Models</meta>
+    <meta name="shortName">HARPS models</meta>
+    <meta name="description">Model cards, checkpoints (PyTorch, with
+      SHA-256 in harps.models), latents artefacts and the analysis of the
+      models behind harps.latents.  The current model's card is at
+      static/current/card.html.  Only public spectra are ever encoded, so
+      everything here is public.</meta>
+    <meta name="_example" title="The current model card">
+      ``static/current/card.html`` describes the model behind
+      :taptable:`harps.latents`: architecture, training data, what each
+      informative dimension correlates with, and its limitations;
+      ``static/current/model.ckpt`` is the checkpoint.
+    </meta>
+    <property name="staticData">models</property>
+    <nullCore/>
   </service>
 
   <!-- ================================================================== -->

@@ -96,10 +96,16 @@ def service() -> Service:
     return Service(SERVER_URL)
 
 
-def run_ingest(*paths: str | Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the real ingest command (as the operator would) and capture its output."""
+def run_ingest(*paths: str | Path, env: dict | None = None, rd: str = RD_ID,
+               latents: bool = False) -> subprocess.CompletedProcess:
+    """Run the real ingest command (as the operator would) and capture its output.
+
+    Latent encoding is off unless asked for: these tests are about files,
+    and the published model (if any) belongs to the demo.
+    """
+    extra = [] if latents else ["--no-latents"]
     return subprocess.run(
-        [sys.executable, "-m", "harps_service.ingest", *map(str, paths)],
+        [sys.executable, "-m", "harps_service.ingest", "--rd", rd, *extra, *map(str, paths)],
         capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=1800)
 
 

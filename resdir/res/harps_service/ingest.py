@@ -20,9 +20,14 @@ Steps, each visible in the output:
    in one transaction; if it fails, the files placed in step 2 are removed
    again, so the published data are exactly as before.
 
+4. **Latents**: if a model is published (``harps-latents``), spectra whose
+   data are public and that have no latents yet are encoded with it and the
+   neighbour table is refreshed (``--no-latents`` skips this).
+
 Exit status: 0 if every file was imported or unchanged, 1 if some files
 were refused (the valid ones are imported), 2 if the import itself failed
-(nothing changed), 3 for usage errors.
+(nothing changed) or the latents could not be updated (the spectra are
+published), 3 for usage errors.
 """
 
 from __future__ import annotations
@@ -249,7 +254,7 @@ def dachs_import(rd_id: str = RD_ID, data_id: str = "import_batch") -> subproces
 
 
 def ingest(paths: Sequence[str], *, rd_id: str = RD_ID, workers: int = 2,
-           dry_run: bool = False, out=sys.stdout) -> int:
+           dry_run: bool = False, encode_latents: bool = True, out=sys.stdout) -> int:
     """Validate, place and import HARPS files; print one line per refusal.
 
     Returns the exit status described in the module docstring.
@@ -266,6 +271,9 @@ def ingest(paths: Sequence[str], *, rd_id: str = RD_ID, workers: int = 2,
     if dry_run or not plan.new:
         print(f"{len(plan.new)} new{' (dry run)' if dry_run else ''}, "
               f"{len(plan.unchanged)} unchanged, {len(plan.refused)} refused", file=out)
+        if encode_latents and not dry_run:
+            # spectra released since the last run enter the latent layer
+            status = max(status, _update_latents(rd_id, out))
         return status
     placed = place(plan.new)
     batch = write_manifest(plan.new, resdir)
@@ -282,7 +290,24 @@ def ingest(paths: Sequence[str], *, rd_id: str = RD_ID, workers: int = 2,
     print(f"{len(placed)} imported, {len(plan.unchanged)} unchanged, {len(plan.refused)} refused "
           f"({len(files)} files in {elapsed:.1f} s: validation {t_valid:.1f} s, "
           f"{len(files) / elapsed:.0f} files/s)", file=out)
+    if encode_latents:
+        status = max(status, _update_latents(rd_id, out))
     return status
+
+
+def _update_latents(rd_id: str, out) -> int:
+    """Give newly public spectra their latents and refresh the neighbours."""
+    from harps_service import latents
+    if not os.path.exists(os.path.join(INPUTS_DIR, schema_of(rd_id), "models", "current",
+                                       "model.json")):
+        return 0
+    try:
+        n = latents.update(rd_id)
+    except latents.LatentsError as ex:
+        print(f"LATENTS NOT UPDATED (the spectra are published): {ex}", file=out)
+        return 2
+    print(f"latents: {n} newly public spectra encoded, neighbours refreshed", file=out)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -296,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="validation processes (default: all cores)")
     parser.add_argument("--dry-run", action="store_true",
                         help="validate and report, import nothing")
+    parser.add_argument("--no-latents", action="store_true",
+                        help="do not encode new public spectra with the current model")
     try:
         args = parser.parse_args(argv)
     except SystemExit as ex:
@@ -308,7 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{os.path.join(INPUTS_DIR, schema_of(args.rd))}; deploy the service first "
               "(make demo)", file=sys.stderr)
         return 3
-    return ingest(args.paths, rd_id=args.rd, workers=args.workers, dry_run=args.dry_run)
+    return ingest(args.paths, rd_id=args.rd, workers=args.workers, dry_run=args.dry_run,
+                  encode_latents=not args.no_latents)
 
 
 if __name__ == "__main__":

@@ -50,10 +50,6 @@ def parse_vector(text: str, ndim: int) -> list[float]:
         Wrong count, or anything that is not a plain decimal number.
     """
     items = [t for t in re.split(r"[\s,;\[\]()]+", text.strip()) if t]
-    if len(items) != ndim:
-        raise LatentArgumentError(
-            f"gavo_latentdist: the vector has {len(items)} numbers, the informative latent "
-            f"space has {ndim} dimensions")
     values = []
     for item in items:
         if not _NUMBER.match(item):
@@ -62,6 +58,10 @@ def parse_vector(text: str, ndim: int) -> list[float]:
         if not math.isfinite(value):
             raise LatentArgumentError(f"gavo_latentdist: {item!r} is not finite")
         values.append(value)
+    if len(values) != ndim:
+        raise LatentArgumentError(
+            f"gavo_latentdist: the vector has {len(values)} numbers, the informative latent "
+            f"space has {ndim} dimensions")
     return values
 
 

@@ -146,10 +146,11 @@ def write_neighbours(path: Path, ids: list[str], idx: np.ndarray, dist: np.ndarr
     width = max((len(i) for i in ids), default=1)
     cols = [
         fits.Column("ssa_pubdid", f"{width}A", array=np.repeat(np.array(ids, object), k)),
-        fits.Column("rank", "I", array=np.tile(np.arange(1, k + 1, dtype=np.int16), n)),
+        fits.Column("neighbour_rank", "I",
+                    array=np.tile(np.arange(1, k + 1, dtype=np.int16), n)),
         fits.Column("neighbour_pubdid", f"{width}A",
                     array=np.array(ids, object)[idx.ravel()] if n else []),
-        fits.Column("distance", "D", array=dist.ravel()),
+        fits.Column("latent_distance", "D", array=dist.ravel()),
         fits.Column("model_id", f"{len(model_id)}A", array=[model_id] * (n * k)),
     ]
     fits.BinTableHDU.from_columns(cols, name="NEIGHBOURS").writeto(path, overwrite=True)
