@@ -32,15 +32,14 @@ WAVE_STEP = 0.01
 #: 3781.3-3781.8 and end 6912.5-6913.3, depending on BERV).
 ARCHIVE_WAVE_MIN = 3781.0
 ARCHIVE_WAVE_MAX = 6913.0
-#: Pixels between the two CCDs, filled with exact zeros in the products.
-#: Real files show zeros from 5304.16 to 5337.10 A (barycentric); the span
-#: moves by a few 0.01 A with BERV.
-CCD_GAP = (5304.0, 5337.2)
-#: The gap in the detector (topocentric) frame, Angstrom, from the zero pixels
-#: of the eight real files in shared/data/harps_real (3295 pixels each).
-#: Barycentric products show it at ``CCD_GAP_TOPOCENTRIC * (1 + BERV / C_KMS)``:
-#: it moves with BERV by up to +-0.55 A (always inside MODEL_GAP).
+#: The gap between the two CCDs in the detector (topocentric) frame, Angstrom,
+#: from the zero pixels of the eight real files in shared/data/harps_real
+#: (3295 pixels each).  Products fill it with exact zeros.
 CCD_GAP_TOPOCENTRIC = (5304.31, 5337.26)
+#: Where the gap can fall in barycentric products: it sits at
+#: ``CCD_GAP_TOPOCENTRIC * (1 + BERV / C_KMS)`` (see :func:`ccd_gap`), and
+#: |BERV| stays below 31 km/s, i.e. shifts of up to +-0.55 A.
+CCD_GAP = (5303.76, 5337.82)
 
 # --- Echelle format (from the DRS wavelength-solution keywords) ------------
 #: 72 extracted orders, physical orders 161 (bluest) down to 89: 46 on the
@@ -114,6 +113,17 @@ def model_grid(step: float = WAVE_STEP) -> np.ndarray:
         Shape ``(N,)``, float64.
     """
     return archive_grid(step, MODEL_WAVE_MIN, MODEL_WAVE_MAX)
+
+
+def ccd_gap(berv_kms: float) -> tuple[float, float]:
+    """The CCD gap in a barycentric product with this BERV, Angstrom.
+
+    HARPS's pipeline maps detector wavelengths to the barycentric frame with
+    ``lambda_bary = lambda_topo * (1 + BERV / c)``: everything fixed on the
+    detector, the gap and telluric lines alike, moves by +BERV.
+    """
+    f = 1.0 + berv_kms / C_KMS
+    return CCD_GAP_TOPOCENTRIC[0] * f, CCD_GAP_TOPOCENTRIC[1] * f
 
 
 def in_ccd_gap(wave: np.ndarray, gap: tuple[float, float] = CCD_GAP) -> np.ndarray:

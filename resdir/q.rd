@@ -59,13 +59,15 @@ gate; spectra: SDM rows, originals, previews).  Files enter the archive tree
       metres, as the standards require; the spectra themselves are in
       Angstrom (air, barycentric).
     * ``berv`` is the barycentric Earth radial velocity applied by the
-      pipeline: telluric lines sit at -BERV in these barycentric spectra.
+      pipeline (lambda_bary = lambda_topo (1 + BERV/c)): telluric lines and
+      the CCD gap sit at +BERV in these barycentric spectra.
     * ``snr`` is the Phase 3 median S/N per pixel for ADP files and the
       pipeline S/N at order 50 for s1d files; ``sn50`` is always the latter.
     * Proprietary data: ``release_date`` in the future means that the data
       (downloads, datalink, cutouts, previews) require HTTP basic
       authentication by a member of the ESO programme ``prog_id``.
-    * The CCD gap (about 5304-5337 Angstrom) holds zeros, as in the files.
+    * The CCD gap (5304.3-5337.3 Angstrom on the detector, shifted by +BERV)
+      holds zeros, as in the files.
   </meta>
 
   <!-- ================================================================== -->
@@ -106,7 +108,7 @@ dec,double precision,deg,pos.eq.dec;meta.main,Dec,1,"Declination of the fibre (I
 mjd_obs,double precision,d,time.start;obs.exposure,Start,10,"Start of the exposure (MJD, UTC; FITS MJD-OBS)."
 mjd_end,double precision,d,time.end;obs.exposure,End,20,"End of the exposure (MJD, UTC; FITS MJD-END, or MJD-OBS + EXPTIME)."
 sn50,real,,stat.snr;em.opt.V,SN50,15,"Pipeline S/N per pixel at the centre of echelle order 50, near 550 nm (HIERARCH ESO DRS SPE EXT SN50)."
-berv,double precision,km/s,spect.dopplerVeloc.opt;pos.barycenter,BERV,1,"Barycentric Earth radial velocity applied by the pipeline (HIERARCH ESO DRS BERV); telluric lines appear at -BERV in these barycentric spectra."
+berv,double precision,km/s,spect.dopplerVeloc.opt;pos.barycenter,BERV,1,"Barycentric Earth radial velocity applied by the pipeline (HIERARCH ESO DRS BERV); the pipeline maps detector wavelengths with lambda_bary = lambda_topo (1 + BERV/c), so telluric lines appear shifted by +BERV in these barycentric spectra."
 bjd,double precision,d,time.epoch;pos.barycenter,BJD,20,"Barycentric Julian date of the exposure (HIERARCH ESO DRS BJD)."
 airmass,real,,obs.airMass,Airmass,1,"Mean airmass of the exposure (mean of HIERARCH ESO TEL AIRM START/END)."
 prog_id,text,,meta.id;obs.proposal,Programme,1,"ESO programme identifier; members of this programme may access proprietary data."

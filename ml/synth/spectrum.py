@@ -93,7 +93,7 @@ def _static_response(w0: float, w1: float, n: int) -> tuple[np.ndarray, np.ndarr
 
 def gap_mask(wave: np.ndarray, berv: float) -> np.ndarray:
     """Pixels inside the CCD gap, which sits at fixed detector wavelengths (moves with BERV)."""
-    return harps.in_ccd_gap(wave / (1.0 + berv / harps.C_KMS), harps.CCD_GAP_TOPOCENTRIC)
+    return harps.in_ccd_gap(wave, harps.ccd_gap(berv))
 
 
 def noise_scale(expected: np.ndarray, snr: float, read_noise: float) -> float:
