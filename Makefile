@@ -9,13 +9,10 @@ VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 # generated data (synthetic archive, checkpoints, bench outputs): never in git
 WORK ?= $(CURDIR)/var
-DEMO_N ?= 300
-DEMO_SEED ?= 20031213
-SHARED ?= $(CURDIR)/../shared/data/harps_real
 
-export PORT BIND SERVER_URL AUTHORITY VENV
+export PORT BIND SERVER_URL AUTHORITY VENV WORK
 
-.PHONY: demo test install deploy start stop restart status ingest demo-data check bench lint help
+.PHONY: demo test install deploy start stop restart status ingest check bench lint help
 
 help:
 	@sed -n '1,3p' Makefile; echo; grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*##/ --/'
@@ -39,10 +36,6 @@ restart:
 status:
 	@etc/dachsctl status
 
-demo-data: ## generate the demo synthetic archive (seeded) into $(WORK)/demo
-	$(VENV)/bin/harps-synth --out $(WORK)/demo --n-spectra $(DEMO_N) --seed $(DEMO_SEED) \
-		--today $$(date -u +%F)
-
 ingest: ## import a directory tree of HARPS files: make ingest DATA=<dir>
 	@test -n "$(DATA)" || { echo "usage: make ingest DATA=<directory of HARPS FITS files>"; exit 3; }
 	$(VENV)/bin/harps-ingest $(DATA)
@@ -50,10 +43,8 @@ ingest: ## import a directory tree of HARPS files: make ingest DATA=<dir>
 check: ## self-check of the running service (DaCHS regression suite)
 	runuser -u dachsroot -- env PATH=/var/gavo/inputs/harps/bin:$$PATH dachs test -v harps/q
 
-demo: install demo-data ## everything: install, start, load the demo archive, self-check
-	$(VENV)/bin/harps-ingest $(WORK)/demo $(wildcard $(SHARED)) || test $$? -eq 1
-	$(MAKE) --no-print-directory check
-	@etc/next-steps
+demo: install ## everything: install, start, demo archive + latent layer, self-check
+	etc/demo
 
 test: install ## the whole test suite against the live service
 	$(PY) -m pytest
