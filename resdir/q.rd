@@ -374,7 +374,7 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
         wavelength grid (0.01 is HARPS's own)."/>
     <column name="train_data" type="text" required="True" ucd="meta.note"
       tablehead="Training data" verbLevel="1" description="What the model was trained on."/>
-    <column name="n_train_spectra" type="integer" ucd="meta.number"
+    <column name="n_train_spectra" type="integer" required="True" ucd="meta.number"
       tablehead="Training spectra" verbLevel="15" description="Spectra in the training split."/>
     <column name="ckpt_sha256" type="text" required="True" ucd="meta.id;meta.file"
       tablehead="SHA-256" verbLevel="1" description="SHA-256 of the checkpoint file."/>
