@@ -97,5 +97,74 @@ first and falls back to its built-in //userconfig.
         GROUP BY prog_id
         ORDER BY n_spectra DESC
     </meta>
+    <meta name="_example" title="Spectra that look like a given one">
+      The ten spectra nearest to the real ADP of IC4651No9122 in the learned
+      latent space of :taptable:`harps.latents`; ``gavo_latentdist`` is
+      backed by a GiST k-nearest-neighbour index, so this is fast on any
+      archive size.  The second argument can also be an explicit vector,
+      one number per informative dimension in ``knn`` order
+      (``'0.1 -0.4 ...'``):
+
+      .. tapquery::
+
+        SELECT TOP 10 l.ssa_pubdid, d.ssa_targname, d.ssa_snr,
+          gavo_latentdist(l.knn,
+            'ivo://\getConfig{ivoa}{authority}/~?harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits'
+          ) AS dist
+        FROM harps.latents AS l JOIN harps.data AS d ON d.ssa_pubdid = l.ssa_pubdid
+        ORDER BY dist
+    </meta>
+    <meta name="_example" title="More like this (precomputed neighbours)">
+      Every encoded spectrum has its ten nearest neighbours in
+      :taptable:`harps.neighbours`; join them to the SSA metadata, here for
+      the spectra of one star:
+
+      .. tapquery::
+
+        SELECT n.ssa_pubdid AS query_did, n.neighbour_rank, d.ssa_targname AS neighbour,
+          d.ssa_snr, n.latent_distance
+        FROM harps.neighbours AS n
+          JOIN harps.data AS d ON d.ssa_pubdid = n.neighbour_pubdid
+          JOIN harps.data AS q ON q.ssa_pubdid = n.ssa_pubdid
+        WHERE q.ssa_targname = 'IC4651No9122'
+        ORDER BY query_did, neighbour_rank
+    </meta>
+    <meta name="_example" title="Unusual spectra">
+      The reconstruction error of the autoencoder is an anomaly score:
+      spectra unlike anything the model learned from come first:
+
+      .. tapquery::
+
+        SELECT TOP 20 l.ssa_pubdid, d.ssa_targname, d.ssa_snr, d.airmass, l.recon_error
+        FROM harps.latents AS l JOIN harps.data AS d ON d.ssa_pubdid = l.ssa_pubdid
+        WHERE l.encode_flags = 0
+        ORDER BY recon_error DESC
+    </meta>
+    <meta name="_example" title="Filter and rank on latent coordinates">
+      ``z1``, ``z2``, ... are the informative latent coordinates, most
+      informative first; their descriptions (and :taptable:`harps.latent_mi`)
+      say what they correlate with.  Plain ADQL selects and ranks on them,
+      next to the usual metadata:
+
+      .. tapquery::
+
+        SELECT TOP 50 d.ssa_targname, d.ssa_snr, l.z1, l.z2
+        FROM harps.latents AS l JOIN harps.data AS d ON d.ssa_pubdid = l.ssa_pubdid
+        WHERE l.z1 > 0 AND d.ssa_snr > 50
+        ORDER BY z2 DESC
+    </meta>
+    <meta name="_example" title="What the latent dimensions mean">
+      Mutual information (nats) of every informative latent dimension with
+      the labels of the synthetic archive, strongest first, next to the
+      best PCA component for comparison:
+
+      .. tapquery::
+
+        SELECT m.basis, m.dim, m.label, m.mi_ksg, m.mi_hist
+        FROM harps.latent_mi AS m
+          JOIN harps.latent_dims AS d ON d.dim = m.dim AND d.model_id = m.model_id
+        WHERE d.informative = 1 OR m.basis = 'pca'
+        ORDER BY mi_ksg DESC
+    </meta>
   </STREAM>
 </resource>

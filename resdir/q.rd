@@ -212,9 +212,11 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
       (conv + fully connected, after Sedaghat et al. 2021) trained without
       labels on this archive.  One row per spectrum, joinable with
       harps.data on ssa_pubdid.  The informative dimensions are also
-      scalar columns z_NNN whose descriptions say what they correlate with;
-      knn holds them as a vector for gavo_latentdist (GiST-indexed
-      k-nearest-neighbour search).  Spectra enter only once their data are
+      scalar columns z1, z2, ... (z1 the most informative, i.e. the largest
+      spread over the archive) whose descriptions say which latent dimension
+      they are and what they correlate with; knn holds them as a vector, in
+      the same order, for gavo_latentdist (GiST-indexed k-nearest-neighbour
+      search).  Spectra enter only once their data are
       public.</meta>
     <!-- load the ADQL functions into every process that reads this RD
       (the server preloads it; async jobs import them through bin/gavo) -->
@@ -239,7 +241,7 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     <column name="knn" type="real[]"
       ucd="stat.fit.param" tablehead="Informative mu" verbLevel="20"
       description="The informative dimensions of mu, in the order of the
-        z_NNN columns; the vector gavo_latentdist(knn, ...) compares."/>
+        z1, z2, ... columns; the vector gavo_latentdist(knn, ...) compares."/>
     <LOOP>
       <codeItems>
         import json, os
@@ -256,7 +258,7 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
       </codeItems>
       <events>
         <column name="\column" type="real" ucd="stat.fit.param"
-          tablehead="z\dim" verbLevel="1" description="\description"/>
+          tablehead="\column (dim \dim)" verbLevel="1" description="\description"/>
       </events>
     </LOOP>
     <column name="recon_error" type="real"

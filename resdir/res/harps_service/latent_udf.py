@@ -128,7 +128,7 @@ def _register() -> None:
 
     @userFunction(
         "gavo_latentdist",
-        "(vec REAL[], target TEXT) -> DOUBLE PRECISION",
+        "(vec REAL[], target VARCHAR) -> DOUBLE",
         """
         Distance in the informative latent subspace of the HARPS spectra
         between vec (pass harps.latents.knn) and target: a publisher DID

@@ -2,7 +2,8 @@
 
 The artefact lies in a published model's directory (``models/<model id>/``)
 next to ``model.json``, which names the informative dimensions; each of
-them becomes a scalar column ``z_NNN`` and, in the same order, an element
+them becomes a scalar column ``z1, z2, ...`` (by rank: z1 has the largest
+spread) and, in the same order, an element
 of the ``knn`` vector that the GiST index and ``gavo_latentdist`` use.
 Rows the encoder flagged (garbage, too few valid pixels) are kept with NULL
 latents and their reason, so that nothing disappears silently.

@@ -12,7 +12,7 @@ data are public (proprietary spectra enter the latent layer, and the
 training set of later models, once they are released).  ``publish`` puts a
 model into the resource directory (``models/<model id>/``: checkpoint,
 latents artefacts, analysis, ``model.json``, model card) and makes it
-current; the RD builds one ``z_NNN`` column per informative dimension from
+current; the RD builds one column ``z1, z2, ...`` per informative dimension from
 ``model.json``.  Neighbours (10 per spectrum) are computed here with a
 KD-tree and imported like any other artefact.
 
@@ -207,8 +207,11 @@ def model_description(ckpt_path: Path, sha: str, model_id: str, summary: dict,
         "training": info, "analysis": {k: summary[k] for k in (
             "evaluation", "n_evaluation_stars", "n_informative", "n_generative_parameters",
             "best_mi_ksg", "knn10_median_abs_error", "criteria")},
-        "informative": [{"dim": d["dim"], "column": f"z_{d['dim']:03d}",
-                         "description": d["description"]} for d in summary["informative"]],
+        # ranked as in the analysis (largest MAD first): z1 is the most informative
+        "informative": [{"dim": d["dim"], "column": f"z{rank}",
+                         "description": f"Informative latent coordinate no. {rank}: "
+                                        + d["description"]}
+                        for rank, d in enumerate(summary["informative"], 1)],
     }
 
 
@@ -244,7 +247,7 @@ def publish(rd_id: str, ckpt: Path, artefacts: list[Path], analysis: Path,
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(model_id)
     os.replace(tmp, current)
-    # the z_NNN columns follow model.json: recreate the tables, reload the RD
+    # the z1.. columns follow model.json: recreate the tables, reload the RD
     dachs("imp", rd_id, "create_latents")
     dachs("imp", rd_id, "import_latents")
     refresh_neighbours(rd_id)

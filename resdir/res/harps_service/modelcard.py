@@ -48,9 +48,12 @@ def render(model: dict, rd_id: str) -> str:
         ("Input", escape(f"{t['grid']['wave_min']}-{t['grid']['wave_max']} A on a "
                          f"{t['grid_step']} A grid ({t['grid']['npix']} samples, padded to "
                          f"{t['grid']['padded']}), {t['frame']} frame; {t['normalisation']}")),
-        ("Training", escape(f"{t['step']} steps, {t['epoch']} epochs, "
-                            f"{t['train_config']}, seeds {t['seeds']}; final validation "
-                            f"reconstruction {t['final_val_recon']}")),
+        ("Training", escape(
+            f"{t['step']} steps, {t['epoch']} epochs; "
+            + ", ".join(f"{k}={v}" for k, v in t["train_config"].items())
+            + "; seeds " + ", ".join(f"{k}={v}" for k, v in t["seeds"].items())
+            + f"; final validation reconstruction {t['final_val_recon']:.4g} "
+            "(normalised flux squared)")),
         ("Code", escape(str(t["code"]))),
         ("Published", escape(model["created"] + " UTC")),
     ])
@@ -65,7 +68,8 @@ code{{font-size:90%}}</style></head><body>
 <h2>Intended use</h2>
 <p>Similarity search, filtering and anomaly detection over HARPS 1D spectra in this
 service: the latent mean vector of every public spectrum is in the TAP table
-<code>{schema}.latents</code> (one <code>z_NNN</code> column per informative dimension,
+<code>{schema}.latents</code> (columns <code>z1, z2, ...</code> for the informative
+dimensions, most informative first,
 <code>recon_error</code> as an anomaly score), its ten nearest neighbours in
 <code>{schema}.neighbours</code>, and <code>gavo_latentdist(knn, 'ivo://...')</code> ranks
 spectra by latent distance in ADQL.  The dimensions are learned without labels; their
