@@ -715,6 +715,22 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     </ssapCore>
   </service>
 
+  <service id="explore" allowed="static">
+    <meta name="title">HARPS Latent Explorer</meta>
+    <meta name="shortName">HARPS explorer</meta>
+    <meta name="description">A web page to browse HARPS spectra by what
+      they look like: sliders over the informative latent coordinates
+      (z1, z2, ...) with previews, and "more like this" from the
+      precomputed nearest neighbours.  It only sends ADQL to this site's
+      TAP service and shows every query it sends.</meta>
+    <meta name="_example" title="The explorer">
+      ``static/`` opens the page; ``static/explore.html`` is the same.
+    </meta>
+    <property name="staticData">web</property>
+    <property name="indexFile">web/explore.html</property>
+    <nullCore/>
+  </service>
+
   <service id="model" allowed="static">
     <meta name="title">HARPS Latent Space Models</meta>
     <meta name="shortName">HARPS models</meta>

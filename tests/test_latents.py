@@ -234,3 +234,35 @@ def test_latents_visible_with_sdm_join(service, published):
     summary = json.loads(requests.get(
         f"{service.url}/{NAME}/q/model/static/current/analysis.json", timeout=60).text)
     assert summary["n_informative"] >= 1
+
+
+def _page_queries(html: str) -> dict[str, str]:
+    import re
+    return {m.group(1): m.group(2).strip() for m in re.finditer(
+        r'<script type="text/x-adql" id="([^"]+)">(.*?)</script>', html, re.S)}
+
+
+def test_explorer_page_and_its_queries(service, published):
+    """The browser page is served, and the ADQL it builds runs (same templates)."""
+    page = requests.get(f"{service.url}/{NAME}/q/explore/static/", timeout=60)
+    assert page.status_code == 200 and "HARPS spectra by what they look like" in page.text
+    q = _page_queries(page.text)
+    assert set(q) == {"q-dims", "q-range", "q-search", "q-similar"}
+
+    def fill(key, **values):
+        text = q[key]
+        for k, v in {"schema": NAME, **values}.items():
+            text = text.replace("{" + k + "}", str(v))
+        assert "{" not in text, text
+        return service.tap_rows(text)
+
+    zcols = sorted((c["column_name"] for c in fill("q-dims") if c["column_name"][1:].isdigit()),
+                   key=lambda z: int(z[1:]))
+    assert zcols and zcols[0] == "z1"
+    ranges = ", ".join(f"MIN({z}) AS {z}_lo, MAX({z}) AS {z}_hi" for z in zcols)
+    (r,) = fill("q-range", ranges=ranges)
+    where = "".join(f" AND l.{z} BETWEEN {r[z + '_lo']} AND {r[z + '_hi']}" for z in zcols)
+    rows = fill("q-search", where=where, minsnr=0, zcols="".join(f", l.{z}" for z in zcols))
+    assert len(rows) == 50  # the full ranges select everything
+    similar = fill("q-similar", did=rows[0]["ssa_pubdid"])
+    assert [int(s["neighbour_rank"]) for s in similar] == list(range(1, 11))
