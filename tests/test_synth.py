@@ -490,3 +490,11 @@ def test_gaussian_bins_are_exact_integrals():
     expected = sum(w * np.diff(stats.norm.cdf(edges, c, s))
                    for c, s, w in zip(centre, sigma, weight, strict=True))
     assert np.allclose(gaussian_bins(edges, centre, sigma, weight), expected, atol=2e-4)
+
+
+def test_coarse_bins_without_narrow_lines():
+    """Regression: with no Gaussian narrower than a bin, bincount gave integers."""
+    from ml.synth import coarse
+    edges = np.linspace(5000.0, 5010.0, 11)
+    out = coarse.gaussian_bins(edges, np.array([5005.0]), np.array([1.0]), np.array([1.0]))
+    assert out.dtype == np.float64 and out.sum() == pytest.approx(1.0, abs=0.01)

@@ -75,7 +75,8 @@ def _gaussian_bins_narrow(edges: np.ndarray, centre: np.ndarray, sigma: np.ndarr
     below = 0.5 * weight[near] * special.erfc(d_lo[near] * scale)
     above = 0.5 * weight[near] * special.erfc(d_hi[near] * scale)
     # bins -1 and m (spare slots 0 and m + 1) collect what leaves the grid
-    out = np.bincount(j + 1, weight, minlength=m + 2)
+    # (bincount returns integers when there are no weights at all)
+    out = np.bincount(j + 1, weight, minlength=m + 2).astype(np.float64, copy=False)
     jn = j[near] + 1
     out -= np.bincount(jn, below + above, minlength=m + 2)
     out += np.bincount(jn - 1, below, minlength=m + 2)
