@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import PY, log, save
 
 BIN = Path(PY).parent
