@@ -646,6 +646,11 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     <meta name="description">PNG quick-look plots of HARPS 1D spectra
       (flux envelope against air wavelength).  Proprietary spectra need the
       credentials of a member of the owning programme.</meta>
+    <meta name="_example" title="Preview of a spectrum">
+      ``dlget?ID=`` with a publisher DID, e.g.
+      :dl-id:`ivo://\getConfig{ivoa}{authority}/~?harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits`,
+      returns a 900x300 PNG; the SSA and ObsCore preview columns point here.
+    </meta>
     <datalinkCore>
       <descriptorGenerator procDef="//soda#sdm_genDesc">
         <bind key="ssaTD">"\rdId#data"</bind>
@@ -669,6 +674,14 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
   <service id="web" defaultRenderer="form">
     <meta name="shortName">HARPS web</meta>
     <meta name="title">HARPS 1D Spectra Browser Form</meta>
+    <meta name="description">A web form to search the HARPS 1D spectra by
+      position, date, target, S/N and programme, with links to their
+      datalink documents (SDM spectra, cutouts, previews).</meta>
+    <meta name="_example" title="Spectra of alpha Cen B">
+      Choose HD128621 under Target (or search 219.87, -60.83 within 6
+      arcmin) and submit: the rows link to each spectrum's datalink
+      document.
+    </meta>
     <dbCore queriedTable="data">
       <condDesc buildFrom="ssa_location"/>
       <condDesc buildFrom="ssa_dateObs"/>
