@@ -46,7 +46,8 @@ check: ## self-check of the running service (DaCHS regression suite)
 demo: install ## everything: install, start, demo archive + latent layer, self-check
 	etc/demo
 
-test: install ## the whole test suite against the live service
+test: install ## the whole test suite against the live service (with the demo archive)
+	etc/demo
 	$(PY) -m pytest
 
 bench: install ## benchmarks (see bench/README.md)
