@@ -724,6 +724,9 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     <publish render="form" sets="ivo_managed,local" service="web"/>
 
     <ssapCore queriedTable="data">
+      <!-- a preview column (-> /getproduct?preview -> the pv service,
+        which checks embargoes) for TOPCAT and Aladin -->
+      <property key="previews">auto</property>
       <FEED source="//ssap#hcd_condDescs"/>
     </ssapCore>
   </service>
