@@ -50,6 +50,8 @@ def main() -> None:
     ap.add_argument("--kl-max", type=float)
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--work", default=str(VAR / "science"))
+    ap.add_argument("--reuse-model", action="store_true",
+                    help="skip training when the run directory has a checkpoint")
     args = ap.parse_args()
     work = Path(args.work)
     arch, run = work / "archive", work / f"run-{args.preset}-{args.latent_dim or 'default'}"
@@ -67,9 +69,13 @@ def main() -> None:
         train += ["--latent-dim", str(args.latent_dim)]
     if args.kl_max is not None:
         train += ["--kl-max", str(args.kl_max)]
-    times["train_s"] = timed(train, f"training preset {args.preset}, {args.epochs} epochs")
+    if args.reuse_model and (run / "best.ckpt").exists():
+        log(f"reusing the trained model in {run}")
+    else:
+        times["train_s"] = timed(train, f"training preset {args.preset}, {args.epochs} epochs")
     times["encode_s"] = timed([str(BIN / "harps-encode"), str(run / "best.ckpt"), str(arch),
-                               "--out", str(run / "latents"), "--quiet"], "encoding")
+                               "--out", str(run / "latents"), "--inputs-root", str(arch),
+                               "--quiet"], "encoding")
     latents = sorted((run / "latents").glob("latents_*.fits"))
     times["analyse_s"] = timed([str(BIN / "harps-analyse"), *map(str, latents), "--labels",
                                 str(arch / "labels.csv"), "--checkpoint", str(run / "best.ckpt"),
