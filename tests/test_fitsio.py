@@ -16,6 +16,12 @@ S1D = SHARED / "s1d" / "HARPS.2006-09-08T02_12_38.604_s1d_A.fits"
 GARBAGE = SHARED / "edge_cases" / "HARPS.2003-12-13T06_19_48.371_s1d_A.fits"
 
 
+@pytest.fixture(autouse=True)
+def _real_files():
+    """Every test here reads the real HARPS files (or broken copies of them)."""
+    require(SHARED.is_dir(), f"real HARPS files not found at {SHARED}")
+
+
 @pytest.fixture(scope="module")
 def manifest():
     import csv
