@@ -123,6 +123,14 @@ def schema_of(rd_id: str) -> str:
     return rd_id.split("/", 1)[0]
 
 
+def _same_or_refused(plan: Plan, existing: str, path: str, conflict: str) -> None:
+    """A second file for a product: unchanged if byte-identical, else refused."""
+    if filecmp.cmp(existing, path, shallow=False):
+        plan.unchanged.append(path)
+    else:
+        plan.refused.append(Refusal(path, conflict))
+
+
 def published_products(rd_id: str = RD_ID) -> dict[str, str]:
     """Product identifier to accref of everything already in the service."""
     from gavo import base
@@ -158,20 +166,14 @@ def make_plan(results: Iterable[fitsio.SpectrumMeta | Refusal], resdir: str,
                 "the archive does not replace data")))
             continue
         if dest in claimed:
-            if filecmp.cmp(claimed[dest], res.path, shallow=False):
-                plan.unchanged.append(res.path)
-            else:
-                plan.refused.append(Refusal(res.path, (
-                    f"product {res.product_id} also comes from {claimed[dest]} "
-                    "with different content in this batch")))
+            _same_or_refused(plan, claimed[dest], res.path, (
+                f"product {res.product_id} also comes from {claimed[dest]} "
+                "with different content in this batch"))
             continue
         if os.path.exists(dest):
-            if filecmp.cmp(dest, res.path, shallow=False):
-                plan.unchanged.append(res.path)
-            else:
-                plan.refused.append(Refusal(res.path, (
-                    f"product {res.product_id} is already archived as {dest} with "
-                    "different content; the archive does not replace data")))
+            _same_or_refused(plan, dest, res.path, (
+                f"product {res.product_id} is already archived as {dest} with "
+                "different content; the archive does not replace data"))
             continue
         claimed[dest] = res.path
         plan.new.append((res.path, dest, res))
