@@ -54,7 +54,9 @@ def main() -> None:
                     help="skip training when the run directory has a checkpoint")
     args = ap.parse_args()
     work = Path(args.work)
-    arch, run = work / "archive", work / f"run-{args.preset}-{args.latent_dim or 'default'}"
+    tag = f"-kl{args.kl_max:g}" if args.kl_max is not None else ""
+    arch = work / "archive"
+    run = work / f"run-{args.preset}-{args.latent_dim or 'default'}{tag}"
     times = {}
     if not (arch / "labels.csv").exists():
         times["generate_s"] = timed([
@@ -71,8 +73,14 @@ def main() -> None:
         train += ["--kl-max", str(args.kl_max)]
     if args.reuse_model and (run / "best.ckpt").exists():
         log(f"reusing the trained model in {run}")
+    elif (run / "last.ckpt").exists():  # an interrupted run: continue where it stopped
+        times["train_s"] = timed(
+            train[:6] + ["--epochs", str(args.epochs), "--quiet", "--resume",
+                         str(run / "last.ckpt")], f"resuming the interrupted training in {run}")
     else:
         times["train_s"] = timed(train, f"training preset {args.preset}, {args.epochs} epochs")
+    for stale in (run / "latents").glob("latents_*.fits"):  # an earlier model's: not mixed
+        stale.unlink()
     times["encode_s"] = timed([str(BIN / "harps-encode"), str(run / "best.ckpt"), str(arch),
                                "--out", str(run / "latents"), "--inputs-root", str(arch),
                                "--quiet"], "encoding")
