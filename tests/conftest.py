@@ -32,6 +32,18 @@ SERVER_URL = os.environ.get(
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+#: Lines that belong in the run's output even when every test passes (the
+#: validators' warning counts): printed at the end by pytest_terminal_summary.
+SUMMARY: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if SUMMARY:
+        terminalreporter.section("validators")
+        for line in SUMMARY:
+            terminalreporter.write_line(line)
+
+
 def require(condition: bool, reason: str) -> None:
     """Skip (locally) or fail (in CI) when a prerequisite is missing."""
     if condition:

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 import requests
-from conftest import AUTHORITY, RD_ID, pub_did, require
+from conftest import AUTHORITY, RD_ID, SUMMARY, pub_did, require
 
 pytestmark = [pytest.mark.server, pytest.mark.validator]
 
@@ -33,10 +33,8 @@ def test_taplint_reports_zero_errors(service, real_files):
                        r"Summaries: \d+; Failures: (\d+)", report)
     assert totals, report[-3000:]
     errors, warnings, failures = map(int, totals.groups())
-    print(f"\ntaplint: {errors} errors, {warnings} warnings, {failures} failures")
-    for line in report.splitlines():
-        if line.startswith(("E-", "F-")):
-            print("  " + line)
+    SUMMARY.append(f"stilts taplint: {errors} errors, {warnings} warnings, {failures} failures")
+    SUMMARY.extend("  " + ln for ln in report.splitlines() if ln.startswith(("E-", "F-")))
     assert errors == 0, "\n".join(ln for ln in report.splitlines() if ln.startswith("E-"))
     # the only accepted failure: taplint always probes ObsLocTAP (ivoa.obsplan),
     # which describes planned observations, not an archive
@@ -64,7 +62,9 @@ def test_datalinklint(service, real_files, tmp_path):
     path.write_bytes(requests.get(service.dlmeta(ADP_DID), timeout=60).content)
     report = _stilts("datalinklint", f"{path}")
     errors = [ln for ln in report.splitlines() if ln.startswith("E-")]
-    print("\ndatalinklint:", *errors, sep="\n  ")
+    warnings = [ln for ln in report.splitlines() if ln.startswith("W-")]
+    SUMMARY.append(f"stilts datalinklint: {len(errors)} errors (DaCHS's service_def UCD), "
+                   f"{len(warnings)} warnings")
     # DaCHS 2.7 declares service_def with UCD meta.code instead of meta.ref
     # (//datalink#dlresponse); everything else must be clean
     assert all("E-RUCD-1 Wrong UCD for column service_def" in e for e in errors), errors
