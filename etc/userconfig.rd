@@ -53,7 +53,7 @@ first and falls back to its built-in //userconfig.
         ORDER BY dist
     </meta>
     <meta name="_example" title="Telluric-sensitive observations">
-      Spectra taken at high airmass and large |BERV|, where telluric lines
+      Spectra taken at high airmass and large absolute BERV, where telluric lines
       are strongest and most displaced from the stellar rest frame:
 
       .. tapquery::

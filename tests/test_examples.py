@@ -1,0 +1,63 @@
+"""The TAP examples (``/tap/examples``) as a user meets them: rendered, runnable.
+
+DaCHS renders the ``_example`` meta of ``etc/userconfig.rd`` from reStructuredText.
+A reST slip (``|BERV|`` reads as a substitution) does not break the page, it
+puts a "Docutils System Message" into it, so the rendering is checked here;
+then every example query is sent to the running TAP service as written and
+must run and return rows on the demo archive.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.server
+
+#: one example: <div typeof="example" ...> with <h2 property="name"> and <pre property="query">
+_EXAMPLE = re.compile(r'<div typeof="example"(.*?)(?=<div typeof="example"|\Z)', re.S)
+_NAME = re.compile(r'property="name">(.*?)</', re.S)
+_QUERY = re.compile(r'<pre[^>]*property="query">(.*?)</pre>', re.S)
+
+
+def _text(fragment: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", "", fragment)).strip()
+
+
+@pytest.fixture(scope="module")
+def examples_page(service) -> str:
+    r = requests.get(f"{service.tap}/examples", timeout=60)
+    assert r.status_code == 200
+    return r.text
+
+
+@pytest.fixture(scope="module")
+def examples(examples_page) -> dict[str, str]:
+    found = {}
+    for block in _EXAMPLE.findall(examples_page):
+        name, query = _NAME.search(block), _QUERY.search(block)
+        assert name and query, f"an example without name or query: {block[:300]}"
+        found[_text(name.group(1))] = _text(query.group(1))
+    return found
+
+
+def test_examples_render_without_docutils_errors(examples_page):
+    messages = re.findall(r"System Message:[^\n]*\n[^\n]*", _text(examples_page), re.S)
+    assert not messages, messages
+
+
+def test_examples_cover_the_main_use_cases(examples):
+    queries = "\n".join(examples.values())
+    for needle in ("harps.data", "ivoa.obscore", "CONTAINS(", "release_date",
+                   "gavo_latentdist(", "harps.neighbours", "recon_error", "harps.latent_mi"):
+        assert needle in queries, f"no /tap/examples query uses {needle}"
+
+
+def test_every_example_runs_and_returns_rows(service, examples):
+    """`make test` runs the demo first, so the latent examples have their tables."""
+    empty = [name for name, query in examples.items()
+             if not service.tap_rows(query)]  # tap_rows asserts HTTP 200 and no error
+    assert not empty, f"examples returning no rows on the demo archive: {empty}"
