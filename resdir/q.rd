@@ -555,17 +555,27 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
       cutouts (BAND, in metres) and max(flux)=1 normalisation, the original
       archive file, and a preview.  Proprietary data need the credentials
       of a member of the owning programme.</meta>
-    <meta name="_example" title="Datalink document of a spectrum">
-      The links for one spectrum (SDM serialisations, the original archive
-      file, the preview and the SODA cutout interface) are in its datalink
-      document: :dl-id:`ivo://\getConfig{ivoa}{authority}/~?harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits`
-    </meta>
-    <meta name="_example" title="Cutout around H alpha as a FITS table">
-      To retrieve 6553 to 6573 Angstrom of a spectrum as an SDM FITS table,
-      pass BAND in metres and FORMAT: ``BAND=6.553e-7 6.573e-7``,
-      ``FORMAT=application/fits`` together with
-      :dl-id:`ivo://\getConfig{ivoa}{authority}/~?harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits`
-    </meta>
+    <!-- DaCHS does not expand macros in _example meta: the demo DID
+      (the real alpha Cen B ADP) is put in when the RD is read -->
+    <LOOP>
+      <codeItems>
+        yield {"exampleDID": "ivo://%s/~?harps/data/adp/2006/"
+          "ADP.2014-09-16T11_04_45.123.fits"%base.getConfig("ivoa", "authority")}
+      </codeItems>
+      <events>
+        <meta name="_example" title="Datalink document of a spectrum">
+          The links for one spectrum (SDM serialisations, the original archive
+          file, the preview and the SODA cutout interface) are in its datalink
+          document: :dl-id:`\exampleDID`
+        </meta>
+        <meta name="_example" title="Cutout around H alpha as a FITS table">
+          To retrieve 6553 to 6573 Angstrom of a spectrum as an SDM FITS table,
+          pass BAND in metres and FORMAT: ``BAND=6.553e-7 6.573e-7``,
+          ``FORMAT=application/fits`` together with
+          :dl-id:`\exampleDID`
+        </meta>
+      </events>
+    </LOOP>
     <datalinkCore>
       <descriptorGenerator procDef="//soda#sdm_genDesc">
         <bind key="ssaTD">"\rdId#data"</bind>
@@ -646,11 +656,21 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     <meta name="description">PNG quick-look plots of HARPS 1D spectra
       (flux envelope against air wavelength).  Proprietary spectra need the
       credentials of a member of the owning programme.</meta>
-    <meta name="_example" title="Preview of a spectrum">
-      ``dlget?ID=`` with a publisher DID, e.g.
-      :dl-id:`ivo://\getConfig{ivoa}{authority}/~?harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits`,
-      returns a 900x300 PNG; the SSA and ObsCore preview columns point here.
-    </meta>
+    <!-- DaCHS does not expand macros in _example meta: the demo DID
+      (the real alpha Cen B ADP) is put in when the RD is read -->
+    <LOOP>
+      <codeItems>
+        yield {"exampleDID": "ivo://%s/~?harps/data/adp/2006/"
+          "ADP.2014-09-16T11_04_45.123.fits"%base.getConfig("ivoa", "authority")}
+      </codeItems>
+      <events>
+        <meta name="_example" title="Preview of a spectrum">
+          ``dlget?ID=`` with a publisher DID, e.g.
+          :dl-id:`\exampleDID`,
+          returns a 900x300 PNG; the SSA and ObsCore preview columns point here.
+        </meta>
+      </events>
+    </LOOP>
     <datalinkCore>
       <descriptorGenerator procDef="//soda#sdm_genDesc">
         <bind key="ssaTD">"\rdId#data"</bind>

@@ -61,3 +61,55 @@ def test_every_example_runs_and_returns_rows(service, examples):
     empty = [name for name, query in examples.items()
              if not service.tap_rows(query)]  # tap_rows asserts HTTP 200 and no error
     assert not empty, f"examples returning no rows on the demo archive: {empty}"
+
+
+#: every service of harps/q with its examples page (VOSI examples, DALI genparams)
+SERVICES = ("ssa", "web", "sdl", "pv", "explore", "model")
+
+
+def _service_examples(service, svc: str) -> list[str]:
+    r = requests.get(f"{service.url}/harps/q/{svc}/examples", timeout=60)
+    assert r.status_code == 200, f"{svc}/examples: HTTP {r.status_code}"
+    blocks = _EXAMPLE.findall(r.text)
+    assert blocks, f"{svc}/examples has no example"
+    messages = re.findall(r"System Message:[^\n]*\n[^\n]*", _text(r.text), re.S)
+    assert not messages, f"{svc}/examples: {messages}"
+    return blocks
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_service_examples_render(service, svc):
+    for block in _service_examples(service, svc):
+        assert _NAME.search(block), block[:300]
+
+
+@pytest.mark.parametrize("svc, renderer, mime", [("sdl", "dlmeta", "votable"),
+                                                 ("sdl", "dlget", "votable"),
+                                                 ("pv", "dlget", "image/png")])
+def test_datalink_example_ids_resolve(service, svc, renderer, mime):
+    ids = {_text(m) for block in _service_examples(service, svc)
+           for m in re.findall(r'property="dl-id"[^>]*>(.*?)</', block, re.S)}
+    assert ids, f"no dl-id in {svc}/examples"
+    for did in ids:
+        assert did.startswith("ivo://") and "\\" not in did and "{" not in did, did
+        r = requests.get(f"{service.url}/harps/q/{svc}/{renderer}", params={"ID": did},
+                         timeout=120)
+        assert r.status_code == 200 and mime in r.headers["content-type"], (did, r.text[:300])
+        if mime == "votable":
+            assert "QUERY_STATUS" not in r.text[:3000] or 'value="OK"' in r.text[:3000]
+            assert "NotFoundFault" not in r.text and "Error" not in r.text[:3000], r.text[:500]
+
+
+def test_ssa_genparam_examples_return_spectra(service):
+    ran = 0
+    for block in _service_examples(service, "ssa"):
+        keys = [_text(k) for k in re.findall(r'property="key"[^>]*>(.*?)</', block, re.S)]
+        values = [_text(v) for v in re.findall(r'property="value"[^>]*>(.*?)</', block, re.S)]
+        if not keys:
+            continue
+        r = requests.get(service.ssa, params={"REQUEST": "queryData", **dict(zip(keys, values))},
+                         timeout=120)
+        assert r.status_code == 200 and 'value="OK"' in r.text, r.text[:500]
+        assert "<TR>" in r.text, f"SSA example {dict(zip(keys, values))} found no spectra"
+        ran += 1
+    assert ran
