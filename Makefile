@@ -50,7 +50,7 @@ test: install ## the whole test suite against the live service (with the demo ar
 	etc/demo
 	$(PY) -m pytest
 
-bench: install ## benchmarks (see bench/README.md)
+bench: demo ## benchmarks against the demo service (see bench/README.md)
 	$(PY) bench/run.py
 
 lint:

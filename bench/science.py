@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--step", type=float, default=0.5, help="archive grid, Angstrom")
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--latent-dim", type=int)
-    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--kl-max", type=float)
     ap.add_argument("--seed", type=int, default=2026)

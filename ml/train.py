@@ -331,7 +331,7 @@ def _restore(ckpt: dict, raw: SpectrumVAE, opt, dist: Dist) -> _State:
 # ---------------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="harps-train", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="harps-train", description="Train the spectrum autoencoder.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", help="FITS files, directories or @list files")
     p.add_argument("--out", required=True, help="output directory (checkpoints, cache)")

@@ -3,9 +3,10 @@
 previews, and a browser form.
 
 Order: resource metadata, tables, data, services, regression tests.
-Python longer than a line lives in res/harps_service/ (rows: grammar; access: embargo
-gate; spectra: SDM rows, originals, previews).  Files enter the archive tree
-(data/) only through bin/ingest.py, which validates them first.
+Python longer than a line lives in res/harps_service/ (rows, manifest: grammars;
+access: embargo gate; spectra: SDM rows, originals, previews; latent_udf: ADQL
+functions).  Files enter the archive tree (data/) only through harps-ingest
+(res/harps_service/ingest.py), which validates them first.
 -->
 <resource schema="harps" resdir=".">
   <meta name="creationDate">2026-11-21T12:00:00Z</meta>

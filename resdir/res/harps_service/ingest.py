@@ -2,7 +2,7 @@
 
 Usage (as root, normally through ``make ingest DATA=<dir>``)::
 
-    harps-ingest [--workers N] [--dry-run] PATH [PATH ...]
+    harps-ingest [--rd RD] [--workers N] [--dry-run] [--no-latents] PATH [PATH ...]
 
 Steps, each visible in the output:
 
@@ -315,6 +315,7 @@ def _update_latents(rd_id: str, out) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="harps-ingest", description=__doc__.split("\n\n")[0],
+        epilog=__doc__[__doc__.index("Exit status:"):],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", help="FITS files or directories to import")
     parser.add_argument("--rd", default=RD_ID,

@@ -278,25 +278,26 @@ def update(rd_id: str) -> int:
     return len(files)
 
 
-def build(rd_id: str, out: Path, labels: str | None, train_args: list[str]) -> str:
-    """Train, encode, analyse and publish a model on the public spectra."""
+def build(rd_id: str, out: Path, labels: str, train_args: list[str]) -> str:
+    """Train, encode, analyse and publish a model on the public spectra.
+
+    ``labels`` is the labels CSV of the synthetic archive: it splits training
+    and validation by star and is what the analysis measures the latents
+    against.  ``train_args`` go to ``harps-train`` unchanged.
+    """
     files = public_files(rd_id)
     if len(files) < 20:
         raise LatentsError(f"only {len(files)} public spectra in {rd_id}; need at least 20")
     out.mkdir(parents=True, exist_ok=True)
     (out / "inputs.txt").write_text("\n".join(files) + "\n")
-    label_opt = ["--labels", labels] if labels else []
     run([str(BIN / "harps-train"), f"@{out / 'inputs.txt'}", "--out", str(out / "train"),
-         "--quiet", *label_opt, *train_args], "training")
+         "--quiet", "--labels", labels, *train_args], "training")
     ckpt = out / "train" / "best.ckpt"
     artefact = encode(str(ckpt), files, out / "latents")
     analysis = out / "analysis"
-    if labels:
-        run([str(BIN / "harps-analyse"), str(artefact), "--labels", labels, "--checkpoint",
-             str(ckpt), "--cache", str(out / "train" / "cache"), "--out", str(analysis)],
-            "analysis")
-    else:
-        raise LatentsError("the analysis needs --labels (a labelled synthetic archive)")
+    run([str(BIN / "harps-analyse"), str(artefact), "--labels", labels, "--checkpoint",
+         str(ckpt), "--cache", str(out / "train" / "cache"), "--out", str(analysis)],
+        "analysis")
     n_synth = int(query(f"SELECT count(*) FROM {schema_of(rd_id)}.data WHERE synthetic = 1 "
                         "AND release_date <= now()")[0][0])
     train_data = (f"{len(files)} public spectra of {rd_id} ({n_synth} synthetic), "
@@ -305,12 +306,14 @@ def build(rd_id: str, out: Path, labels: str | None, train_args: list[str]) -> s
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="harps-latents", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="harps-latents", description="Publish the learned latent layer into DaCHS.")
     ap.add_argument("--rd", default=RD_ID, help="the DaCHS resource (default %(default)s)")
     sub = ap.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="train, encode, analyse and publish a model")
+    b = sub.add_parser("build", help="train, encode, analyse and publish a model "
+                       "(further options, e.g. --preset, --epochs, go to harps-train)")
     b.add_argument("--out", required=True, help="working directory (training cache, runs)")
-    b.add_argument("--labels", help="labels CSV of the synthetic archive (for the analysis)")
+    b.add_argument("--labels", required=True,
+                   help="labels CSV of the synthetic archive (split by star, analysis)")
     p = sub.add_parser("publish", help="publish a trained model and its latents")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--latents", nargs="+", required=True)
