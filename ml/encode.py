@@ -302,7 +302,9 @@ def encode(ckpt_path: str | os.PathLike, inputs, out_dir: str | os.PathLike, *,
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="harps-encode", description="Encode spectra with a trained model into a latents artefact.",
+    p = argparse.ArgumentParser(prog="harps-encode",
+                                description="Encode spectra with a trained model into a "
+                                "latents artefact.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="checkpoint written by harps-train")
     p.add_argument("inputs", nargs="+", help="FITS files, directories or @list files")

@@ -107,9 +107,9 @@ def test_ssa_genparam_examples_return_spectra(service):
         values = [_text(v) for v in re.findall(r'property="value"[^>]*>(.*?)</', block, re.S)]
         if not keys:
             continue
-        r = requests.get(service.ssa, params={"REQUEST": "queryData", **dict(zip(keys, values))},
-                         timeout=120)
+        params = dict(zip(keys, values, strict=True))
+        r = requests.get(service.ssa, params={"REQUEST": "queryData", **params}, timeout=120)
         assert r.status_code == 200 and 'value="OK"' in r.text, r.text[:500]
-        assert "<TR>" in r.text, f"SSA example {dict(zip(keys, values))} found no spectra"
+        assert "<TR>" in r.text, f"SSA example {params} found no spectra"
         ran += 1
     assert ran

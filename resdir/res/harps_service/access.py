@@ -2,9 +2,10 @@
 
 DaCHS checks ``dc.products.embargo``/``owner`` for ``/getproduct`` downloads,
 but its datalink/SODA machinery and its preview cache hand out data without
-looking (see ../shared/DACHS_NOTES.md beside the repository).  Every data function of this resource that
-reads a spectrum file therefore calls :func:`require_access` first, with the
-SSA row of the dataset (which carries ``owner`` and ``embargo``).
+looking (see ../shared/DACHS_NOTES.md beside the repository).  Every data
+function of this resource that reads a spectrum file therefore calls
+:func:`require_access` first, with the SSA row of the dataset (which carries
+``owner`` and ``embargo``).
 
 Metadata (SSA, TAP, ObsCore rows, datalink link lists) stays public, as in
 the ESO archive.

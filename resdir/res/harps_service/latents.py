@@ -306,7 +306,8 @@ def build(rd_id: str, out: Path, labels: str, train_args: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="harps-latents", description="Publish the learned latent layer into DaCHS.")
+    ap = argparse.ArgumentParser(prog="harps-latents",
+                                 description="Publish the learned latent layer into DaCHS.")
     ap.add_argument("--rd", default=RD_ID, help="the DaCHS resource (default %(default)s)")
     sub = ap.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="train, encode, analyse and publish a model "
