@@ -114,6 +114,40 @@ first and falls back to its built-in //userconfig.
         FROM harps.latents AS l JOIN harps.data AS d ON d.ssa_pubdid = l.ssa_pubdid
         ORDER BY dist
     </meta>
+    <!-- the explicit-vector form needs one number per informative dimension
+      of the published model: written when this is read, absent before the
+      first model is published -->
+    <LOOP>
+      <codeItems>
+        import json, os
+        path = os.path.join(base.getConfig("inputsDir"), "harps", "models",
+          "current", "model.json")
+        try:
+          with open(path, encoding="utf-8") as f:
+            informative = json.load(f)["informative"]
+        except (OSError, ValueError, KeyError):
+          informative = []
+        if informative:
+          yield {"origin": " ".join("0" for _ in informative),
+            "nDims": str(len(informative))}
+      </codeItems>
+      <events>
+        <meta name="_example" title="Spectra nearest a point in latent space">
+          ``gavo_latentdist`` also takes an explicit vector, one number per
+          informative dimension (\nDims for the current model, in the order
+          of the columns z1, z2, ... of :taptable:`harps.latents`).  The
+          origin is where the prior puts the most typical spectrum; change
+          one number to walk along that dimension:
+
+          .. tapquery::
+
+            SELECT TOP 10 l.ssa_pubdid, d.ssa_targname, l.z1, l.z2,
+              gavo_latentdist(l.knn, '\origin') AS dist
+            FROM harps.latents AS l JOIN harps.data AS d ON d.ssa_pubdid = l.ssa_pubdid
+            ORDER BY dist
+        </meta>
+      </events>
+    </LOOP>
     <meta name="_example" title="More like this (precomputed neighbours)">
       Every encoded spectrum has its ten nearest neighbours in
       :taptable:`harps.neighbours`; join them to the SSA metadata, here for

@@ -557,7 +557,7 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
       archive file, and a preview.  Proprietary data need the credentials
       of a member of the owning programme.</meta>
     <!-- DaCHS does not expand macros in _example meta: the demo DID
-      (the real alpha Cen B ADP) is put in when the RD is read -->
+      (the real ADP of IC 4651 No 9122) is put in when the RD is read -->
     <LOOP>
       <codeItems>
         yield {"exampleDID": "ivo://%s/~?harps/data/adp/2006/"
@@ -658,7 +658,7 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
       (flux envelope against air wavelength).  Proprietary spectra need the
       credentials of a member of the owning programme.</meta>
     <!-- DaCHS does not expand macros in _example meta: the demo DID
-      (the real alpha Cen B ADP) is put in when the RD is read -->
+      (the real ADP of IC 4651 No 9122) is put in when the RD is read -->
     <LOOP>
       <codeItems>
         yield {"exampleDID": "ivo://%s/~?harps/data/adp/2006/"

@@ -54,6 +54,8 @@ def test_examples_cover_the_main_use_cases(examples):
     for needle in ("harps.data", "ivoa.obscore", "CONTAINS(", "release_date",
                    "gavo_latentdist(", "harps.neighbours", "recon_error", "harps.latent_mi"):
         assert needle in queries, f"no /tap/examples query uses {needle}"
+    vector_form = re.search(r"gavo_latentdist\([^,]+,\s*'[-+0-9.eE ]+'\)", queries)
+    assert vector_form, "no /tap/examples query uses gavo_latentdist with an explicit vector"
 
 
 def test_every_example_runs_and_returns_rows(service, examples):

@@ -326,12 +326,15 @@ def main(argv: list[str] | None = None) -> int:
     if rest and args.command != "build":
         ap.error(f"unrecognised arguments: {' '.join(rest)}")
     try:
-        if args.command == "build":
-            print(f"published {build(args.rd, Path(args.out), args.labels, rest)}")
-        elif args.command == "publish":
-            model_id = publish(args.rd, Path(args.checkpoint), [Path(a) for a in args.latents],
-                               Path(args.analysis), args.train_data)
-            print(f"published {model_id}")
+        if args.command in ("build", "publish"):
+            if args.command == "build":
+                model_id = build(args.rd, Path(args.out), args.labels, rest)
+            else:
+                model_id = publish(args.rd, Path(args.checkpoint),
+                                   [Path(a) for a in args.latents], Path(args.analysis),
+                                   args.train_data)
+            print(f"published {model_id}; restart DaCHS (etc/dachsctl restart) so that the "
+                  "running server knows its z columns and TAP examples")
         elif args.command == "update":
             print(f"encoded {update(args.rd)} new spectra")
         else:
