@@ -119,14 +119,10 @@ first and falls back to its built-in //userconfig.
       first model is published -->
     <LOOP>
       <codeItems>
-        import json, os
-        path = os.path.join(base.getConfig("inputsDir"), "harps", "models",
-          "current", "model.json")
-        try:
-          with open(path, encoding="utf-8") as f:
-            informative = json.load(f)["informative"]
-        except (OSError, ValueError, KeyError):
-          informative = []
+        import os
+        from harps_service.latentrows import informative_columns
+        informative = informative_columns(
+          os.path.join(base.getConfig("inputsDir"), "harps", "models"))
         if informative:
           yield {"origin": " ".join("0" for _ in informative),
             "nDims": str(len(informative))}

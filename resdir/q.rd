@@ -245,15 +245,10 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
         z1, z2, ... columns; the vector gavo_latentdist(knn, ...) compares."/>
     <LOOP>
       <codeItems>
-        import json, os
-        path = os.path.join(base.getConfig("inputsDir"),
-          context.forRD.split("/")[0], "models", "current", "model.json")
-        try:
-          with open(path, encoding="utf-8") as f:
-            informative = json.load(f)["informative"]
-        except (OSError, ValueError, KeyError):
-          informative = []
-        for d in informative:
+        import os
+        from harps_service.latentrows import informative_columns
+        for d in informative_columns(os.path.join(base.getConfig("inputsDir"),
+            context.forRD.split("/")[0], "models")):
           yield {"column": d["column"], "dim": str(d["dim"]),
             "description": d["description"]}
       </codeItems>
@@ -560,8 +555,9 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
       (the real ADP of IC 4651 No 9122) is put in when the RD is read -->
     <LOOP>
       <codeItems>
-        yield {"exampleDID": "ivo://%s/~?harps/data/adp/2006/"
-          "ADP.2014-09-16T11_04_45.123.fits"%base.getConfig("ivoa", "authority")}
+        from gavo.rscdef import getStandardPubDID
+        from harps_service.rows import EXAMPLE_ACCREF
+        yield {"exampleDID": getStandardPubDID(EXAMPLE_ACCREF)}
       </codeItems>
       <events>
         <meta name="_example" title="Datalink document of a spectrum">
@@ -657,12 +653,12 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     <meta name="description">PNG quick-look plots of HARPS 1D spectra
       (flux envelope against air wavelength).  Proprietary spectra need the
       credentials of a member of the owning programme.</meta>
-    <!-- DaCHS does not expand macros in _example meta: the demo DID
-      (the real ADP of IC 4651 No 9122) is put in when the RD is read -->
+    <!-- as in sdl: the example DID is put in when the RD is read -->
     <LOOP>
       <codeItems>
-        yield {"exampleDID": "ivo://%s/~?harps/data/adp/2006/"
-          "ADP.2014-09-16T11_04_45.123.fits"%base.getConfig("ivoa", "authority")}
+        from gavo.rscdef import getStandardPubDID
+        from harps_service.rows import EXAMPLE_ACCREF
+        yield {"exampleDID": getStandardPubDID(EXAMPLE_ACCREF)}
       </codeItems>
       <events>
         <meta name="_example" title="Preview of a spectrum">

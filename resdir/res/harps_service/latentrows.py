@@ -30,6 +30,19 @@ def load_model_description(model_dir: str) -> dict:
         return json.load(f)
 
 
+def informative_columns(models_dir: str) -> list[dict[str, Any]]:
+    """The informative dimensions of the published model, [] before there is one.
+
+    ``models_dir`` is ``<resdir>/models``; each entry has ``dim``, ``column``
+    (z1, z2, ...) and ``description``.  The RD's z columns and the TAP example
+    with an explicit vector are made from this.
+    """
+    try:
+        return load_model_description(os.path.join(models_dir, "current"))["informative"]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
 def latent_rows(artefact: str, model: dict, artefact_ref: str) -> Iterator[dict[str, Any]]:
     """Column values for every row of a latents artefact."""
     from astropy.io import fits

@@ -26,6 +26,9 @@ except ImportError:  # pragma: no cover - unit tests import archive_row alone
 
 MJD_EPOCH = datetime.date(1858, 11, 17)
 
+#: The real ESO ADP (IC 4651 No 9122, from ../shared) the service examples point to.
+EXAMPLE_ACCREF = "harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits"
+
 
 def release_date(mjd_obs: float) -> datetime.date:
     """End of the proprietary period for an observation starting at ``mjd_obs``.
