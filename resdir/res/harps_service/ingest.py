@@ -37,6 +37,7 @@ import dataclasses
 import filecmp
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -52,6 +53,16 @@ from ml import fitsio
 RD_ID = "harps/q"
 INPUTS_DIR = "/var/gavo/inputs"
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
+#: Test hook: ``HARPS_INGEST_FAULT=<point>`` makes harps-ingest SIGKILL itself
+#: at that point (``validate``, ``place``, ``after-place``, ``before-import``,
+#: ``after-import``), so tests can check what an interrupted run leaves behind.
+FAULT_ENV = "HARPS_INGEST_FAULT"
+
+
+def fault_point(name: str) -> None:
+    """Die here, as if killed, when the fault hook names this point."""
+    if os.environ.get(FAULT_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -107,9 +118,14 @@ def _validate(path: str) -> fitsio.SpectrumMeta | Refusal:
 def validate_all(files: Sequence[str], workers: int) -> list[fitsio.SpectrumMeta | Refusal]:
     """Validate files, in parallel when ``workers`` > 1; keeps input order."""
     if workers <= 1 or len(files) < 2 * workers:
-        return [_validate(f) for f in files]
+        return [_validated(_validate(f)) for f in files]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(_validate, files, chunksize=64))
+        return [_validated(r) for r in pool.map(_validate, files, chunksize=64)]
+
+
+def _validated(result: fitsio.SpectrumMeta | Refusal) -> fitsio.SpectrumMeta | Refusal:
+    fault_point("validate")
+    return result
 
 
 def archive_relpath(meta: fitsio.SpectrumMeta) -> str:
@@ -215,6 +231,8 @@ def place(new: Sequence[tuple[str, str, fitsio.SpectrumMeta]]) -> list[str]:
             _makedirs(os.path.dirname(dest), uid, gid, chown)
             tmp = f"{dest}.partial-{os.getpid()}"
             shutil.copyfile(src, tmp)
+            if placed:
+                fault_point("place")
             os.chmod(tmp, 0o644)
             if chown:
                 os.chown(tmp, uid, gid)
@@ -278,9 +296,13 @@ def ingest(paths: Sequence[str], *, rd_id: str = RD_ID, workers: int = 2,
             status = max(status, _update_latents(rd_id, out))
         return status
     placed = place(plan.new)
+    fault_point("after-place")
     batch = write_manifest(plan.new, resdir)
+    fault_point("before-import")
     try:
         result = dachs_import(rd_id)
+        if result.returncode == 0:
+            fault_point("after-import")
     finally:
         os.unlink(batch)
     if result.returncode != 0:
