@@ -26,8 +26,9 @@ What one run does:
    Reported per phase: throughput (successful requests per second of wall
    time), p50/p95/p99 latency of the successful requests per kind and
    overall, errors by kind and class (``http_NNN`` for non-2xx, ``conn``
-   for refused/reset connections, ``timeout`` for no complete answer within
-   ``--timeout`` seconds, ``bad`` for a 200 carrying an error document), the
+   for refused/reset connections, ``cut`` for an answer that broke off
+   mid-body, ``timeout`` for no complete answer within ``--timeout``
+   seconds, ``bad`` for a 200 carrying an error document), the
    server's RSS and the CPU used by server, database and load generator.
 3. ``--compare 1,default``: the same phases once per worker set-up; before
    each, ``WORKERS=N etc/dachsctl restart`` (``default``: no WORKERS, i.e.
@@ -261,7 +262,9 @@ class Outcome:
     latency : float
         Seconds until the body was complete (or the failure).
     result : str
-        ``ok``, ``http_NNN``, ``conn``, ``timeout``, ``bad`` or ``other``.
+        ``ok``, ``http_NNN``, ``conn`` (refused, reset before an answer),
+        ``cut`` (the answer broke off mid-body), ``timeout``, ``bad`` (an
+        error document with status 200) or ``other``.
     nbytes : int
         Body bytes received.
     detail : str
@@ -317,6 +320,8 @@ def send(session: requests.Session, req: Req, timeout: float, clock0: float) -> 
             result, detail = "bad", head[:300].decode("utf-8", "replace")
     except requests.exceptions.Timeout as e:
         result, detail = "timeout", str(e)[:200]
+    except requests.exceptions.ChunkedEncodingError as e:
+        result, detail = "cut", f"answer cut off after {nbytes} bytes: {str(e)[:150]}"
     except requests.exceptions.ConnectionError as e:
         # refused, reset, closed without an answer; a read timeout inside a
         # streamed body also lands here in urllib3 2
@@ -391,8 +396,41 @@ def tree(pid: int) -> list[psutil.Process]:
         return []
 
 
+def postgres_procs() -> tuple[list[psutil.Process], list[psutil.Process]]:
+    """PostgreSQL's postmaster(s) and the other postgres processes (backends, helpers)."""
+    procs = [p for p in psutil.process_iter(["username", "name", "ppid"])
+             if p.info["username"] == "postgres" and (p.info["name"] or "").startswith("postgres")]
+    pids = {p.pid for p in procs}
+    roots = [p for p in procs if p.info["ppid"] not in pids]
+    return roots, [p for p in procs if p.info["ppid"] in pids]
+
+
+def group_cpu_s(roots: list[psutil.Process], others: list[psutil.Process]) -> float:
+    """CPU seconds of a process group as a snapshot total.
+
+    The roots count with their ended (reaped) children, the live others
+    with their own time: when a child ends, its time moves from the second
+    term into its parent's children times, so differences of two snapshots
+    count every CPU second once (as long as the roots stay the same).
+    """
+    total = 0.0
+    for p in roots:
+        try:
+            c = p.cpu_times()
+            total += c.user + c.system + c.children_user + c.children_system
+        except psutil.Error:
+            pass
+    for p in others:
+        try:
+            c = p.cpu_times()
+            total += c.user + c.system
+        except psutil.Error:
+            pass
+    return total
+
+
 class Sampler(threading.Thread):
-    """Samples RSS and CPU of the DaCHS workers (+ descendants) and of PostgreSQL.
+    """Samples RSS of the DaCHS workers (+ descendants) and PSS of PostgreSQL.
 
     Parameters
     ----------
@@ -407,57 +445,55 @@ class Sampler(threading.Thread):
     def __init__(self, interval: float, use_dachsctl: bool, clock0: float) -> None:
         super().__init__(daemon=True)
         self.interval, self.use_dachsctl, self.clock0 = interval, use_dachsctl, clock0
-        self.samples: list[dict[str, float]] = []
+        self.samples: list[dict[str, Any]] = []
         self._stop_evt = threading.Event()
-        self._cpu: dict[tuple[int, float], float] = {}   # (pid, create_time) -> cpu s seen
-        self.cpu_s = {"dachs": 0.0, "postgres": 0.0}
-        self._lock = threading.Lock()
-        self.pids: dict[str, int] = {}
 
-    def _account(self, group: str, procs: list[psutil.Process]) -> tuple[float, float, int]:
-        rss = pss = 0.0
+    def dachs_procs(self) -> tuple[dict[str, int], list[psutil.Process], list[psutil.Process]]:
+        """The workers {name: pid}, their processes and their live descendants."""
+        pids = worker_pids(self.use_dachsctl)
+        roots, others = [], []
+        for pid in pids.values():
+            t = tree(pid)
+            roots += t[:1]
+            others += t[1:]
+        return pids, roots, others
+
+    def sample(self) -> dict[str, Any]:
+        """Take one sample now and append it to ``samples``."""
+        pids, roots, others = self.dachs_procs()
+        rss = 0.0
         n = 0
-        for p in procs:
+        for p in roots + others:
             try:
-                with p.oneshot():
-                    key = (p.pid, p.create_time())
-                    c = p.cpu_times()
-                    cpu = c.user + c.system
-                    mem = p.memory_info()
-                rss += mem.rss
-                if group == "postgres":
-                    pss += p.memory_full_info().pss
+                rss += p.memory_info().rss
                 n += 1
             except psutil.Error:
-                continue
-            with self._lock:
-                # a process first seen in the first sample is the baseline;
-                # one that appeared later started during the run: all its CPU
-                self.cpu_s[group] += cpu - self._cpu.get(key, cpu if not self.samples else 0.0)
-                self._cpu[key] = cpu
-        return rss / 2**20, pss / 2**20, n
-
-    def sample(self) -> dict[str, float]:
-        """Take one sample now and append it to ``samples``."""
-        self.pids = worker_pids(self.use_dachsctl)
-        procs: dict[int, psutil.Process] = {}
-        for pid in self.pids.values():
-            for p in tree(pid):
-                procs[p.pid] = p
-        pg = [p for p in psutil.process_iter(["username", "name"])
-              if p.info["username"] == "postgres" and p.info["name"].startswith("postgres")]
-        rss, _, n = self._account("dachs", list(procs.values()))
-        _, pg_pss, _ = self._account("postgres", pg)
-        s = {"t": time.perf_counter() - self.clock0, "rss_mb": rss, "procs": n,
-             "workers": len(self.pids), "pg_pss_mb": pg_pss,
-             "pids": sorted(self.pids.values())}
+                pass
+        pss = 0.0
+        for p in sum(postgres_procs(), []):
+            try:
+                pss += p.memory_full_info().pss
+            except psutil.Error:
+                pass
+        s = {"t": time.perf_counter() - self.clock0, "rss_mb": rss / 2**20, "procs": n,
+             "workers": len(pids), "pg_pss_mb": pss / 2**20, "pids": sorted(pids.values())}
         self.samples.append(s)
         return s
 
-    def cpu(self) -> dict[str, float]:
-        """CPU seconds used so far by the server processes and by PostgreSQL."""
-        with self._lock:
-            return dict(self.cpu_s)
+    def cpu(self) -> dict[str, tuple[float, frozenset[int]]]:
+        """CPU seconds so far (snapshot totals) of the DaCHS workers and of PostgreSQL.
+
+        Returns
+        -------
+        dict
+            {"dachs"|"postgres": (CPU seconds, pids of the group's roots)}:
+            differences are only meaningful between snapshots with the same roots.
+        """
+        _, roots, others = self.dachs_procs()
+        pg_roots, pg_others = postgres_procs()
+        return {"dachs": (group_cpu_s(roots, others), frozenset(p.pid for p in roots)),
+                "postgres": (group_cpu_s(pg_roots, pg_others),
+                             frozenset(p.pid for p in pg_roots))}
 
     def run(self) -> None:
         while not self._stop_evt.is_set():
@@ -485,6 +521,7 @@ class Config:
     seed: int
     interval: float
     use_dachsctl: bool
+    error_pause: float = 0.2
     clock0: float = field(default_factory=time.perf_counter)
 
 
@@ -543,6 +580,8 @@ def run_load(cfg: Config, targets: Targets, clients: int, max_requests: int | No
             if o.result != "ok":
                 session.close()       # a fresh connection after any failure
                 session = local_session()
+                # a client does not hammer a failing service in a tight loop
+                stop.wait(cfg.error_pause)
         session.close()
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
@@ -657,14 +696,15 @@ def phase(cfg: Config, targets: Targets, sampler: Sampler, clients: int, max_req
     res = summarise(outcomes, wall)
     res["clients"] = clients
     res["rss"] = rss_stats(sampler.samples, t0, t1)
-    cores = {"dachs": (cpu1["dachs"] - cpu0["dachs"]) / wall,
-             "postgres": (cpu1["postgres"] - cpu0["postgres"]) / wall,
-             "client": (me1.user + me1.system - me0.user - me0.system) / wall,
-             "machine": (sys1 - sys0) / wall}
+    # NaN where the processes were restarted meanwhile (the totals restart too)
+    cores = {g: (cpu1[g][0] - cpu0[g][0]) / wall if cpu1[g][1] == cpu0[g][1] else float("nan")
+             for g in ("dachs", "postgres")}
+    cores |= {"client": (me1.user + me1.system - me0.user - me0.system) / wall,
+              "machine": (sys1 - sys0) / wall}
     # nginx, the kernel and whatever else runs on the machine (other
     # people's tests): a large share means the phase was disturbed
-    cores["other"] = max(0.0, cores["machine"] - cores["dachs"] - cores["postgres"]
-                         - cores["client"])
+    rest = cores["machine"] - cores["dachs"] - cores["postgres"] - cores["client"]
+    cores["other"] = rest if rest != rest else max(0.0, rest)      # NaN stays NaN
     res["cpu_cores"] = cores
     res["dachs_cpu_ms_per_request"] = (1e3 * cores["dachs"] / res["throughput_rps"]
                                        if res["throughput_rps"] else float("nan"))
@@ -844,6 +884,56 @@ def in_window(outcomes: list[Outcome], t0: float, t1: float) -> dict[str, Any]:
             "errors": dict(Counter(f"{o.kind}:{o.result}" for o in sel if o.result != "ok"))}
 
 
+def watch_pids(seconds: float, changes: list[tuple[float, dict[str, int]]], clock0: float,
+               until: Callable[[dict[str, int]], bool] | None = None) -> dict[str, int] | None:
+    """Poll ``etc/dachsctl pids`` for a while, recording every change of the worker set.
+
+    Parameters
+    ----------
+    seconds : float
+        How long to watch.
+    changes : list
+        (run time, {name: pid}) is appended whenever the set differs from the last entry.
+    clock0 : float
+        ``time.perf_counter()`` at the start of the run.
+    until : callable, optional
+        Stop early (and return the set) as soon as it returns True for the set.
+
+    Returns
+    -------
+    dict or None
+        The set that satisfied ``until``; None otherwise.
+    """
+    t_end = time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        now = worker_pids(True)
+        if not changes or now != changes[-1][1]:
+            changes.append((time.perf_counter() - clock0, now))
+        if until is not None and until(now):
+            return now
+        time.sleep(0.25)
+    return None
+
+
+def timeline(outcomes: list[Outcome], t_ref: float) -> list[dict[str, Any]]:
+    """Requests per second of start time relative to ``t_ref``: ok and errors by class."""
+    bins: dict[int, Counter] = defaultdict(Counter)
+    for o in outcomes:
+        bins[int(np.floor(o.t0 - t_ref))][o.result] += 1
+    return [{"s": s, **bins[s]} for s in sorted(bins)]
+
+
+def error_seconds(tl: list[dict[str, Any]]) -> str:
+    """The seconds of a timeline that had errors, compactly: ``+0s: 3 ok, http_502 2; ...``."""
+    parts = []
+    for b in tl:
+        errs = {k: v for k, v in b.items() if k not in ("s", "ok")}
+        if errs:
+            parts.append(f"{b['s']:+d}s: {b.get('ok', 0)} ok, "
+                         + ", ".join(f"{k} {v}" for k, v in sorted(errs.items())))
+    return "; ".join(parts) or "none"
+
+
 def fault_kill_worker(cfg: Config, targets: Targets, args: argparse.Namespace) -> dict[str, Any]:
     """SIGKILL one worker under load; see what clients got and whether it comes back.
 
@@ -855,48 +945,63 @@ def fault_kill_worker(cfg: Config, targets: Targets, args: argparse.Namespace) -
         (``while_down``) and after it was back (``after``); ``back_s`` (kill
         to a new pid under the victim's name, None if it never came back
         within ``--fault-wait``), the CPU seconds each surviving worker used
-        while the victim was away, the longest latency and the number of
-        timeouts (hangs).
+        while the victim was away and the new worker used afterwards, the
+        longest latency, the number of timeouts (hangs), a per-second
+        ``timeline`` around the kill and ``disturbed`` (other worker changes
+        than ours were seen: the scenario is run again, ``--retries``).
     """
     if not dachsctl_has_pids():
         return {"skipped": "etc/dachsctl has no `pids` command (single DaCHS server, no "
                            "supervisor): killing it would take the service down"}
-    before = worker_pids(True)
-    if len(before) < 2:
-        return {"skipped": f"only {len(before)} worker(s) running: {before}"}
+    for attempt in range(args.retries + 1):
+        before = worker_pids(True)
+        if len(before) < 2:
+            return {"skipped": f"only {len(before)} worker(s) running: {before}"}
+        info = _kill_worker_once(cfg, targets, args, before)
+        info["attempt"] = attempt + 1
+        if not info["disturbed"]:
+            break
+        log("fault (a): the worker set changed in other ways than our kill (a restart by "
+            "someone else?); " + ("running it again" if attempt < args.retries else
+                                  "keeping it, marked"))
+        wait_ready(cfg.base, args.ready_timeout)
+    return info
+
+
+def _kill_worker_once(cfg: Config, targets: Targets, args: argparse.Namespace,
+                      before: dict[str, int]) -> dict[str, Any]:
     name, victim = sorted(before.items())[0]
     info: dict[str, Any] = {"workers_before": before, "victim": {name: victim}}
+    changes: list[tuple[float, dict[str, int]]] = [(0.0, before)]
 
     def during(stop: threading.Event) -> None:
-        time.sleep(args.fault_pre)
+        watch_pids(args.fault_pre, changes, cfg.clock0)
         survivors = {n: p for n, p in before.items() if n != name}
         cpu0 = {n: cpu_of(p) for n, p in survivors.items()}
         info["t_kill"] = time.perf_counter() - cfg.clock0
         log(f"fault (a): SIGKILL worker {name} (pid {victim})")
         os.kill(victim, signal.SIGKILL)
         t_kill = time.perf_counter()
-        back = None
-        while time.perf_counter() - t_kill < args.fault_wait:
-            now = worker_pids(True)
-            if now.get(name) not in (None, victim) and psutil.pid_exists(now[name]):
-                back = now
-                break
-            time.sleep(0.25)
+        back = watch_pids(args.fault_wait, changes, cfg.clock0,
+                          until=lambda now: now.get(name) not in (None, victim))
         info["t_back"] = time.perf_counter() - cfg.clock0
         info["back_s"] = (time.perf_counter() - t_kill) if back else None
         info["workers_after"] = back or worker_pids(True)
         info["survivor_cpu_s_while_down"] = {n: cpu_of(p) - cpu0[n] for n, p in survivors.items()}
-        log(f"fault (a): {name} back after {info['back_s']} s" if back else
+        log(f"fault (a): {name} back after {info['back_s']:.1f} s" if back else
             f"fault (a): {name} not back after {args.fault_wait:.0f} s")
         new = info["workers_after"].get(name)
         c_new = cpu_of(new) if new else 0.0
-        time.sleep(args.fault_post)
+        watch_pids(args.fault_post, changes, cfg.clock0)
         info["new_worker_cpu_s_after"] = (cpu_of(new) - c_new) if new else None
 
     outcomes, wall = run_load(cfg, targets, args.fault_clients, None, 3600, during=during,
                               seed=11)
     tk, tb = info["t_kill"], info["t_back"]
     flight = [o for o in outcomes if o.t0 < tk < o.t0 + o.latency]
+    # expected: the victim disappears, then comes back under a new pid;
+    # anything else (a survivor's pid changing) is someone else's doing
+    survivors = {n: p for n, p in before.items() if n != name}
     info.update({
         "clients": args.fault_clients, "wall_s": wall,
         "in_flight": {"requests": len(flight),
@@ -906,20 +1011,24 @@ def fault_kill_worker(cfg: Config, targets: Targets, args: argparse.Namespace) -
         "after": in_window(outcomes, tb, float("inf")),
         "max_latency_s": max(o.latency for o in outcomes),
         "timeouts": sum(o.result == "timeout" for o in outcomes),
+        "pid_changes": [[round(t - tk, 2), p] for t, p in changes],
+        "disturbed": any(p.get(n) != pid for _, p in changes for n, pid in survivors.items()),
+        "timeline": timeline(outcomes, tk),
         "summary": summarise(outcomes, wall)})
     return info
 
 
 def cpu_of(pid: int) -> float:
-    """CPU seconds of a process and its descendants (0 if gone)."""
-    total = 0.0
-    for p in tree(pid):
-        try:
-            c = p.cpu_times()
-            total += c.user + c.system
-        except psutil.Error:
-            pass
-    return total
+    """CPU seconds of a process, including its children that have ended (0 if gone).
+
+    Monotonic: live children are not added (their CPU counts once they end
+    and are reaped), so nothing is counted twice or lost.
+    """
+    try:
+        c = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return c.user + c.system + c.children_user + c.children_system
 
 
 def fault_pg_restart(cfg: Config, targets: Targets, args: argparse.Namespace) -> dict[str, Any]:
@@ -929,16 +1038,43 @@ def fault_pg_restart(cfg: Config, targets: Targets, args: argparse.Namespace) ->
     -------
     dict
         ``pg_restart_s`` (the pg_ctlcluster command), ``first_ok_s`` (from
-        the start of the restart to the first successful request started
-        after it ended), ``recovered_s`` (from the start of the restart to the
-        start of the first request after which every request succeeded;
-        None if errors went on to the end), the errors meanwhile, and
-        ``recovered_without_dachs_restart``.
+        the start of the restart to the end of the first successful request
+        started after it ended), ``recovered_s`` (from the start of the
+        restart to the start of the first request after which every request
+        succeeded; None if errors went on to the end), the errors meanwhile,
+        a per-second ``timeline``, ``recovered_without_dachs_restart`` and
+        ``disturbed`` (the workers changed during the scenario: someone else
+        restarted them; the scenario is run again, ``--retries``).
     """
+    for attempt in range(args.retries + 1):
+        info = _pg_restart_once(cfg, targets, args)
+        info["attempt"] = attempt + 1
+        if not info["disturbed"]:
+            break
+        log("fault (b): the workers changed during the scenario (a restart by someone "
+            "else?); " + ("running it again" if attempt < args.retries else "keeping it, marked"))
+        wait_ready(cfg.base, args.ready_timeout)
+    if info["recovered_s"] is None:
+        log("fault (b): the service did not recover by itself; restarting DaCHS so that it "
+            "is usable again")
+        subprocess.run([DACHSCTL, "restart"], capture_output=True)
+        wait_ready(cfg.base, args.ready_timeout)
+    return info
+
+
+def _pg_restart_once(cfg: Config, targets: Targets, args: argparse.Namespace) -> dict[str, Any]:
     info: dict[str, Any] = {}
+    has_pids = dachsctl_has_pids()
+    changes: list[tuple[float, dict[str, int]]] = []
+
+    def wait(seconds: float) -> None:
+        if has_pids:
+            watch_pids(seconds, changes, cfg.clock0)
+        else:
+            time.sleep(seconds)
 
     def during(stop: threading.Event) -> None:
-        time.sleep(args.fault_pre)
+        wait(args.fault_pre)
         info["t_pg0"] = time.perf_counter() - cfg.clock0
         log(f"fault (b): pg_ctlcluster {PG_VERSION} main restart")
         r = subprocess.run(["pg_ctlcluster", PG_VERSION, "main", "restart"],
@@ -948,7 +1084,7 @@ def fault_pg_restart(cfg: Config, targets: Targets, args: argparse.Namespace) ->
         info["pg_ctlcluster_rc"] = r.returncode
         log(f"fault (b): PostgreSQL restarted in {info['pg_restart_s']:.1f} s (rc {r.returncode});"
             f" load goes on for {args.fault_wait:.0f} s")
-        time.sleep(args.fault_wait)
+        wait(args.fault_wait)
 
     outcomes, wall = run_load(cfg, targets, args.fault_clients, None, 3600, during=during,
                               seed=13)
@@ -970,13 +1106,11 @@ def fault_pg_restart(cfg: Config, targets: Targets, args: argparse.Namespace) ->
         "during_and_after": in_window(outcomes, t_pg0, float("inf")),
         "max_latency_s": max(o.latency for o in outcomes),
         "timeouts": sum(o.result == "timeout" for o in outcomes),
+        "pid_changes": [[round(t - t_pg0, 2), p] for t, p in changes],
+        "disturbed": len(changes) > 1,
+        "timeline": timeline(outcomes, t_pg0),
         "summary": summarise(outcomes, wall)})
     info["recovered_without_dachs_restart"] = recovered is not None
-    if recovered is None:
-        log("fault (b): the service did not recover by itself; restarting DaCHS so that it "
-            "is usable again")
-        subprocess.run([DACHSCTL, "restart"], capture_output=True)
-        wait_ready(cfg.base, args.ready_timeout)
     return info
 
 
@@ -1095,40 +1229,44 @@ def report_faults(f: dict[str, Any]) -> list[str]:
     """Plain-language lines of the fault scenarios."""
     out = ["\n### Faults\n"]
     a = f.get("kill_worker")
-    if a is not None:
-        survivors = ", ".join(f"{k} {v:.1f}" for k, v in
-                              a.get("survivor_cpu_s_while_down", {}).items())
-        if "skipped" in a:
-            out.append(f"* (a) kill a worker: **not run**: {a['skipped']}")
-        else:
-            out.append(
-                f"* (a) SIGKILL of worker {a['victim']} at {a['clients']} clients: "
-                f"{a['in_flight']['requests']} requests in flight got "
-                f"{a['in_flight']['results'] or 'nothing'} (longest "
-                f"{a['in_flight']['max_latency_s']:.1f} s); while it was away "
-                f"{a['while_down']['ok']}/{a['while_down']['requests']} requests succeeded "
-                f"(errors {a['while_down']['errors'] or 'none'}); surviving workers' CPU s "
-                f"meanwhile {survivors}"
-                f"; back after "
-                + (f"{a['back_s']:.1f} s" if a["back_s"] is not None else "**never** (waited)")
-                + f" (new worker used {a['new_worker_cpu_s_after'] or 0:.1f} CPU s in the next "
-                  f"seconds); afterwards {a['after']['ok']}/{a['after']['requests']} ok "
-                  f"(errors {a['after']['errors'] or 'none'}); timeouts (hangs) "
-                  f"{a['timeouts']}, longest request {a['max_latency_s']:.1f} s.")
+    if a is not None and "skipped" in a:
+        out.append(f"* (a) kill a worker: **not run**: {a['skipped']}")
+    elif a is not None:
+        survivors = ", ".join(f"{k} {v:.1f}" for k, v in a["survivor_cpu_s_while_down"].items())
+        back = (f"{a['back_s']:.1f} s" if a["back_s"] is not None
+                else f"**never** (waited {a['wall_s']:.0f} s)")
+        out.append(
+            f"* (a) SIGKILL of worker {a['victim']} at {a['clients']} clients"
+            + (" (**disturbed**: the workers were also restarted by someone else)"
+               if a["disturbed"] else "") + ": "
+            f"the {a['in_flight']['requests']} requests in flight got "
+            f"{a['in_flight']['results'] or 'nothing'} (longest "
+            f"{a['in_flight']['max_latency_s']:.1f} s); while it was away "
+            f"{a['while_down']['ok']}/{a['while_down']['requests']} requests succeeded "
+            f"(errors {a['while_down']['errors'] or 'none'}), the surviving workers used "
+            f"{survivors} CPU s; supervisor had it back after {back}, the new worker used "
+            f"{a['new_worker_cpu_s_after'] or 0:.1f} CPU s in the next seconds; afterwards "
+            f"{a['after']['ok']}/{a['after']['requests']} ok (errors "
+            f"{a['after']['errors'] or 'none'}); timeouts (hangs) {a['timeouts']}, longest "
+            f"request {a['max_latency_s']:.1f} s.  Seconds with errors (relative to the "
+            f"kill): {error_seconds(a['timeline'])}.")
     b = f.get("pg_restart")
     if b is not None:
         out.append(
-            f"* (b) `pg_ctlcluster {PG_VERSION} main restart` at {b['clients']} clients: the "
-            f"restart took {b['pg_restart_s']:.1f} s; first success "
+            f"* (b) `pg_ctlcluster {PG_VERSION} main restart` at {b['clients']} clients"
+            + (" (**disturbed**: the workers were restarted by someone else meanwhile)"
+               if b["disturbed"] else "") + ": "
+            f"the restart took {b['pg_restart_s']:.1f} s; first success "
             + (f"{b['first_ok_s']:.1f} s" if b["first_ok_s"] is not None else "never")
             + " after it began; every request succeeded from "
             + (f"{b['recovered_s']:.1f} s on" if b["recovered_s"] is not None
-               else "**never** (DaCHS had to be restarted)")
+               else "**never** within the window (DaCHS was restarted afterwards)")
             + f"; errors meanwhile {b['during_and_after']['errors'] or 'none'} "
               f"({b['during_and_after']['ok']}/{b['during_and_after']['requests']} ok); "
               f"timeouts (hangs) {b['timeouts']}, longest request {b['max_latency_s']:.1f} s; "
-              f"DaCHS not restarted by hand: "
-              f"**{'yes' if b['recovered_without_dachs_restart'] else 'no'}**.")
+              f"recovered without restarting DaCHS: "
+              f"**{'yes' if b['recovered_without_dachs_restart'] else 'no'}**.  Seconds with "
+              f"errors (relative to the restart): {error_seconds(b['timeline'])}.")
     return out
 
 
@@ -1192,6 +1330,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "of load after PostgreSQL's restart (default %(default)s)")
     ap.add_argument("--fault-post", type=float, default=15,
                     help="(a) seconds of load after the worker is back (default %(default)s)")
+    ap.add_argument("--error-pause", type=float, default=0.2,
+                    help="seconds a client waits after a failed request before its next one "
+                         "(default %(default)s)")
     ap.add_argument("--interval", type=float, default=2,
                     help="seconds between RSS/CPU samples in the phases (default %(default)s)")
     ap.add_argument("--ready-timeout", type=float, default=180,
@@ -1221,7 +1362,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("--compare needs the multi-worker set-up (`etc/dachsctl pids`), which this "
                  "checkout lacks; run without --compare")
     cfg = Config(base=args.url, mix=args.mix, timeout=args.timeout, seed=args.seed,
-                 interval=args.interval, use_dachsctl=has_pids)
+                 interval=args.interval, use_dachsctl=has_pids, error_pause=args.error_pause)
     log(f"waiting for {args.url} to answer")
     wait_ready(args.url, args.ready_timeout)
     targets = fetch_targets(args.url)
