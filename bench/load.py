@@ -356,18 +356,19 @@ def parse_pids(text: str) -> dict[str, int]:
 
 
 def worker_pids(use_dachsctl: bool) -> dict[str, int]:
-    """The DaCHS worker processes: {name: pid}.
+    """The DaCHS worker processes by name: {name: pid}.
 
     Parameters
     ----------
     use_dachsctl : bool
-        Ask ``etc/dachsctl pids``; otherwise look for ``dachs serve start``
-        processes (the single-server set-up).
+        Ask ``etc/dachsctl pids`` (the workers supervisord has in RUNNING
+        state); otherwise the ``dachs serve start`` processes, named
+        ``serve:<pid>`` (the single-server set-up).
 
     Returns
     -------
     dict
-        Worker name to pid (``serve:<pid>`` names without dachsctl).
+        Worker name to pid.
     """
     if use_dachsctl:
         try:
@@ -377,14 +378,34 @@ def worker_pids(use_dachsctl: bool) -> dict[str, int]:
         except (OSError, subprocess.TimeoutExpired):
             pass
         return {}
+    return {f"serve:{pid}": pid for pid in sorted(serve_pids())}
+
+
+def serve_pids() -> set[int]:
+    """Pids of the ``dachs serve start`` processes (every DaCHS server worker).
+
+    What the sampler and the fault watchers poll: ``etc/dachsctl pids``
+    runs supervisorctl, 0.2 CPU s a call, too much every quarter second on a
+    machine whose two cores also run the server; the two agree (checked at
+    the start of a run).
+    """
     me = os.getpid()
-    out = {}
+    out = set()
     for p in psutil.process_iter(["pid", "cmdline"]):
         cmd = p.info["cmdline"] or []
         if p.info["pid"] != me and "serve" in cmd and "start" in cmd and any(
                 c.endswith("dachs") or c.endswith("gavo") for c in cmd):
-            out[f"serve:{p.info['pid']}"] = p.info["pid"]
+            out.add(p.info["pid"])
     return out
+
+
+def listening(pid: int) -> bool:
+    """True when the process has a listening TCP socket (a worker that accepts requests)."""
+    try:
+        return any(c.status == psutil.CONN_LISTEN
+                   for c in psutil.Process(pid).connections(kind="tcp"))
+    except psutil.Error:
+        return False
 
 
 def tree(pid: int) -> list[psutil.Process]:
@@ -436,23 +457,21 @@ class Sampler(threading.Thread):
     ----------
     interval : float
         Seconds between samples.
-    use_dachsctl : bool
-        Find workers via ``etc/dachsctl pids`` (see `worker_pids`).
     clock0 : float
         ``time.perf_counter()`` at the start of the run.
     """
 
-    def __init__(self, interval: float, use_dachsctl: bool, clock0: float) -> None:
+    def __init__(self, interval: float, clock0: float) -> None:
         super().__init__(daemon=True)
-        self.interval, self.use_dachsctl, self.clock0 = interval, use_dachsctl, clock0
+        self.interval, self.clock0 = interval, clock0
         self.samples: list[dict[str, Any]] = []
         self._stop_evt = threading.Event()
 
-    def dachs_procs(self) -> tuple[dict[str, int], list[psutil.Process], list[psutil.Process]]:
-        """The workers {name: pid}, their processes and their live descendants."""
-        pids = worker_pids(self.use_dachsctl)
+    def dachs_procs(self) -> tuple[set[int], list[psutil.Process], list[psutil.Process]]:
+        """The workers' pids, their processes and their live descendants."""
+        pids = serve_pids()
         roots, others = [], []
-        for pid in pids.values():
+        for pid in pids:
             t = tree(pid)
             roots += t[:1]
             others += t[1:]
@@ -476,7 +495,7 @@ class Sampler(threading.Thread):
             except psutil.Error:
                 pass
         s = {"t": time.perf_counter() - self.clock0, "rss_mb": rss / 2**20, "procs": n,
-             "workers": len(pids), "pg_pss_mb": pss / 2**20, "pids": sorted(pids.values())}
+             "workers": len(pids), "pg_pss_mb": pss / 2**20, "pids": sorted(pids)}
         self.samples.append(s)
         return s
 
@@ -682,7 +701,8 @@ def phase(cfg: Config, targets: Targets, sampler: Sampler, clients: int, max_req
     dict
         `summarise` plus ``clients``, ``rss``, ``cpu_cores`` (DaCHS workers,
         PostgreSQL, this client, the whole machine and the rest: ``other``),
-        ``dachs_cpu_ms_per_request``, ``worker_pids_changed``.
+        ``dachs_cpu_ms_per_request``, ``worker_pids_changed``,
+        ``postgres_restarted`` and ``disturbed`` (either).
     """
     log(f"{label}: {clients} clients, at most {max_requests or 'unbounded'} requests "
         f"or {max_seconds:.0f} s")
@@ -712,12 +732,15 @@ def phase(cfg: Config, targets: Targets, sampler: Sampler, clients: int, max_req
     res["worker_pids_changed"] = any(
         x["pids"] != first["pids"] for x in sampler.samples if t0 - 1 <= x["t"] <= t1) \
         or last["pids"] != first["pids"]
+    res["postgres_restarted"] = cpu1["postgres"][1] != cpu0["postgres"][1]
+    res["disturbed"] = res["worker_pids_changed"] or res["postgres_restarted"]
     errs = sum(res["error_classes"].values())
     log(f"{label}: {res['ok']}/{res['requests']} ok in {wall:.1f} s = "
         f"{res['throughput_rps']:.1f} req/s, p95 {res['latency']['all']['p95_ms']:.0f} ms, "
         f"{errs} errors {res['error_classes'] or ''}; CPU cores DaCHS {cores['dachs']:.2f}, "
         f"PostgreSQL {cores['postgres']:.2f}, client {cores['client']:.2f}, other "
-        f"{cores['other']:.2f}" + ("; WORKER PIDS CHANGED" if res["worker_pids_changed"] else ""))
+        f"{cores['other']:.2f}" + ("; WORKER PIDS CHANGED" if res["worker_pids_changed"] else "")
+        + ("; POSTGRESQL RESTARTED" if res["postgres_restarted"] else ""))
     return res
 
 
@@ -815,8 +838,9 @@ def run_phases(cfg: Config, targets: Targets, sampler: Sampler, args: argparse.N
                label: str) -> dict[str, Any]:
     """Warm-up, then one phase per client count.
 
-    A phase during which the worker processes changed (someone restarted
-    the service, a worker died) is run again, up to ``--retries`` times.
+    A phase during which the worker processes changed or PostgreSQL was
+    restarted (someone else restarted the service, a worker died) is run
+    again, up to ``--retries`` times.
     """
     log(f"{label}: warm-up, {args.warmup} requests at 4 clients (not counted)")
     run_load(cfg, targets, 4, args.warmup, 120, seed=99)
@@ -826,11 +850,11 @@ def run_phases(cfg: Config, targets: Targets, sampler: Sampler, args: argparse.N
             res = phase(cfg, targets, sampler, c, args.requests, args.duration,
                         f"{label} {c} clients", seed=c)
             res["attempt"] = attempt + 1
-            if not res["worker_pids_changed"]:
+            if not res["disturbed"]:
                 break
-            log(f"{label} {c} clients: the workers changed during the phase (restarted by "
-                f"someone else?); " + ("running it again" if attempt < args.retries
-                                       else "keeping it, marked"))
+            log(f"{label} {c} clients: the workers or PostgreSQL were restarted during the "
+                f"phase (by someone else?); " + ("running it again" if attempt < args.retries
+                                                 else "keeping it, marked"))
             wait_ready(cfg.base, args.ready_timeout)
             run_load(cfg, targets, 4, args.warmup, 120, seed=99)
         out[str(c)] = res
@@ -846,7 +870,7 @@ def soak(cfg: Config, targets: Targets, args: argparse.Namespace) -> dict[str, A
         The phase summary plus ``rss_series`` ([t_s, rss_mb]), first/last/max
         RSS and the linear slope (MB/min) over the whole run and its second half.
     """
-    sampler = Sampler(args.soak_interval, cfg.use_dachsctl, cfg.clock0)
+    sampler = Sampler(args.soak_interval, cfg.clock0)
     sampler.sample()
     sampler.start()
     try:
@@ -884,16 +908,16 @@ def in_window(outcomes: list[Outcome], t0: float, t1: float) -> dict[str, Any]:
             "errors": dict(Counter(f"{o.kind}:{o.result}" for o in sel if o.result != "ok"))}
 
 
-def watch_pids(seconds: float, changes: list[tuple[float, dict[str, int]]], clock0: float,
-               until: Callable[[dict[str, int]], bool] | None = None) -> dict[str, int] | None:
-    """Poll ``etc/dachsctl pids`` for a while, recording every change of the worker set.
+def watch_pids(seconds: float, changes: list[tuple[float, list[int]]], clock0: float,
+               until: Callable[[set[int]], bool] | None = None) -> set[int] | None:
+    """Poll the worker processes for a while, recording every change of their set.
 
     Parameters
     ----------
     seconds : float
         How long to watch.
     changes : list
-        (run time, {name: pid}) is appended whenever the set differs from the last entry.
+        (run time, sorted pids) is appended whenever the set differs from the last entry.
     clock0 : float
         ``time.perf_counter()`` at the start of the run.
     until : callable, optional
@@ -901,14 +925,14 @@ def watch_pids(seconds: float, changes: list[tuple[float, dict[str, int]]], cloc
 
     Returns
     -------
-    dict or None
+    set or None
         The set that satisfied ``until``; None otherwise.
     """
     t_end = time.perf_counter() + seconds
     while time.perf_counter() < t_end:
-        now = worker_pids(True)
-        if not changes or now != changes[-1][1]:
-            changes.append((time.perf_counter() - clock0, now))
+        now = serve_pids()
+        if not changes or sorted(now) != changes[-1][1]:
+            changes.append((time.perf_counter() - clock0, sorted(now)))
         if until is not None and until(now):
             return now
         time.sleep(0.25)
@@ -971,37 +995,40 @@ def fault_kill_worker(cfg: Config, targets: Targets, args: argparse.Namespace) -
 def _kill_worker_once(cfg: Config, targets: Targets, args: argparse.Namespace,
                       before: dict[str, int]) -> dict[str, Any]:
     name, victim = sorted(before.items())[0]
+    survivors = {n: p for n, p in before.items() if n != name}
     info: dict[str, Any] = {"workers_before": before, "victim": {name: victim}}
-    changes: list[tuple[float, dict[str, int]]] = [(0.0, before)]
+    changes: list[tuple[float, list[int]]] = [(0.0, sorted(before.values()))]
+    pg_before = {p.pid for p in postgres_procs()[0]}
 
     def during(stop: threading.Event) -> None:
         watch_pids(args.fault_pre, changes, cfg.clock0)
-        survivors = {n: p for n, p in before.items() if n != name}
         cpu0 = {n: cpu_of(p) for n, p in survivors.items()}
         info["t_kill"] = time.perf_counter() - cfg.clock0
         log(f"fault (a): SIGKILL worker {name} (pid {victim})")
         os.kill(victim, signal.SIGKILL)
         t_kill = time.perf_counter()
-        back = watch_pids(args.fault_wait, changes, cfg.clock0,
-                          until=lambda now: now.get(name) not in (None, victim))
-        info["t_back"] = time.perf_counter() - cfg.clock0
-        info["back_s"] = (time.perf_counter() - t_kill) if back else None
-        info["workers_after"] = back or worker_pids(True)
+        # back = a new worker process that accepts connections
+        new = watch_pids(args.fault_wait, changes, cfg.clock0, until=lambda now: any(
+            listening(p) for p in now - set(before.values())))
+        t_back = time.perf_counter()
+        info["t_back"] = t_back - cfg.clock0
+        info["back_s"] = (t_back - t_kill) if new else None
+        spawned = next((t for t, pids in changes if set(pids) - set(before.values())), None)
+        info["spawned_s"] = (spawned - info["t_kill"]) if spawned is not None else None
         info["survivor_cpu_s_while_down"] = {n: cpu_of(p) - cpu0[n] for n, p in survivors.items()}
-        log(f"fault (a): {name} back after {info['back_s']:.1f} s" if back else
+        log(f"fault (a): {name} back (a new process accepting connections) after "
+            f"{info['back_s']:.1f} s" if new else
             f"fault (a): {name} not back after {args.fault_wait:.0f} s")
-        new = info["workers_after"].get(name)
-        c_new = cpu_of(new) if new else 0.0
+        new_pid = max(new - set(before.values()), default=None) if new else None
+        c_new = cpu_of(new_pid) if new_pid else 0.0
         watch_pids(args.fault_post, changes, cfg.clock0)
-        info["new_worker_cpu_s_after"] = (cpu_of(new) - c_new) if new else None
+        info["new_worker_cpu_s_after"] = (cpu_of(new_pid) - c_new) if new_pid else None
+        info["workers_after"] = worker_pids(True)
 
     outcomes, wall = run_load(cfg, targets, args.fault_clients, None, 3600, during=during,
                               seed=11)
     tk, tb = info["t_kill"], info["t_back"]
     flight = [o for o in outcomes if o.t0 < tk < o.t0 + o.latency]
-    # expected: the victim disappears, then comes back under a new pid;
-    # anything else (a survivor's pid changing) is someone else's doing
-    survivors = {n: p for n, p in before.items() if n != name}
     info.update({
         "clients": args.fault_clients, "wall_s": wall,
         "in_flight": {"requests": len(flight),
@@ -1012,7 +1039,10 @@ def _kill_worker_once(cfg: Config, targets: Targets, args: argparse.Namespace,
         "max_latency_s": max(o.latency for o in outcomes),
         "timeouts": sum(o.result == "timeout" for o in outcomes),
         "pid_changes": [[round(t - tk, 2), p] for t, p in changes],
-        "disturbed": any(p.get(n) != pid for _, p in changes for n, pid in survivors.items()),
+        # expected: the victim goes, a new one comes; a survivor that goes
+        # means someone else restarted the workers
+        "disturbed": any(not set(survivors.values()) <= set(p) for _, p in changes)
+        or {p.pid for p in postgres_procs()[0]} != pg_before,
         "timeline": timeline(outcomes, tk),
         "summary": summarise(outcomes, wall)})
     return info
@@ -1064,14 +1094,10 @@ def fault_pg_restart(cfg: Config, targets: Targets, args: argparse.Namespace) ->
 
 def _pg_restart_once(cfg: Config, targets: Targets, args: argparse.Namespace) -> dict[str, Any]:
     info: dict[str, Any] = {}
-    has_pids = dachsctl_has_pids()
-    changes: list[tuple[float, dict[str, int]]] = []
+    changes: list[tuple[float, list[int]]] = []
 
     def wait(seconds: float) -> None:
-        if has_pids:
-            watch_pids(seconds, changes, cfg.clock0)
-        else:
-            time.sleep(seconds)
+        watch_pids(seconds, changes, cfg.clock0)
 
     def during(stop: threading.Event) -> None:
         wait(args.fault_pre)
@@ -1147,7 +1173,8 @@ def report_setup(name: str, phases: dict[str, Any]) -> list[str]:
             f"{rss.get('last_mb', 0):.0f} | {rss.get('workers_max', '?')} | "
             f"{cpu['dachs']:.2f} / {cpu['postgres']:.2f} / {cpu['client']:.2f} / "
             f"{cpu['other']:.2f} | {r['dachs_cpu_ms_per_request']:.0f}"
-            + (" (workers changed during the phase)" if r["worker_pids_changed"] else "") + " |")
+            + (" (**disturbed**: workers or PostgreSQL restarted during the phase)"
+               if r["disturbed"] else "") + " |")
     out += ["", "p50 / p95 / p99 in ms per kind (successful requests; n = their number):", "",
             "| kind | " + " | ".join(f"{c} clients" for c in keys) + " |",
             "|---|" + "---|" * len(keys)]
@@ -1244,7 +1271,8 @@ def report_faults(f: dict[str, Any]) -> list[str]:
             f"{a['in_flight']['max_latency_s']:.1f} s); while it was away "
             f"{a['while_down']['ok']}/{a['while_down']['requests']} requests succeeded "
             f"(errors {a['while_down']['errors'] or 'none'}), the surviving workers used "
-            f"{survivors} CPU s; supervisor had it back after {back}, the new worker used "
+            f"{survivors} CPU s; supervisord had a new process accepting connections after "
+            f"{back}, the new worker used "
             f"{a['new_worker_cpu_s_after'] or 0:.1f} CPU s in the next seconds; afterwards "
             f"{a['after']['ok']}/{a['after']['requests']} ok (errors "
             f"{a['after']['errors'] or 'none'}); timeouts (hangs) {a['timeouts']}, longest "
@@ -1339,8 +1367,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="seconds to wait for the service to answer at start and after a "
                          "restart (default %(default)s)")
     ap.add_argument("--retries", type=int, default=2,
-                    help="run a phase again when the worker processes changed during it "
-                         "(a restart by someone else), at most this often (default %(default)s)")
+                    help="run a phase or fault scenario again when the worker processes or "
+                         "PostgreSQL were restarted during it by someone else, at most this "
+                         "often (default %(default)s)")
     ap.add_argument("--seed", type=int, default=8, help="random seed (default %(default)s)")
     args = ap.parse_args(argv)
     host = urllib.parse.urlsplit(args.url).hostname or ""
@@ -1366,8 +1395,12 @@ def main(argv: list[str] | None = None) -> int:
     log(f"waiting for {args.url} to answer")
     wait_ready(args.url, args.ready_timeout)
     targets = fetch_targets(args.url)
+    workers = worker_pids(has_pids)
     log(f"{len(targets.dids)} public spectra, {len(targets.knn_dids)} with latents; "
-        f"workers: {worker_pids(has_pids)} ({'etc/dachsctl pids' if has_pids else 'ps'})")
+        f"workers: {workers} ({'etc/dachsctl pids' if has_pids else 'ps'})")
+    if set(workers.values()) != serve_pids():
+        log(f"warning: etc/dachsctl pids and the `dachs serve start` processes differ "
+            f"({sorted(serve_pids())}); RSS and CPU are those of the latter")
     result: dict[str, Any] = {
         "command": " ".join(["bench/load.py", *(argv if argv is not None else sys.argv[1:])]),
         "url": args.url, "mix": args.mix, "clients": args.clients, "requests": args.requests,
@@ -1377,7 +1410,7 @@ def main(argv: list[str] | None = None) -> int:
                     "nginx and PostgreSQL not included (PostgreSQL: PSS, separately)",
         "n_targets": len(targets.dids), "n_knn_targets": len(targets.knn_dids)}
     lines: list[str] = []
-    sampler = Sampler(args.interval, has_pids, cfg.clock0)
+    sampler = Sampler(args.interval, cfg.clock0)
     sampler.start()
     restarted = False
     try:
@@ -1406,6 +1439,11 @@ def main(argv: list[str] | None = None) -> int:
             result["faults"] = {"kill_worker": fault_kill_worker(cfg, targets, args),
                                 "pg_restart": fault_pg_restart(cfg, targets, args)}
             lines += report_faults(result["faults"])
+    except BaseException as e:
+        result["aborted"] = f"{type(e).__name__}: {e}"
+        result["rss_samples"] = sampler.samples
+        log(f"aborted; what was measured is in {save('load', result)}")
+        raise
     finally:
         if sampler.is_alive():
             sampler.stop()
