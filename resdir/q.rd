@@ -219,13 +219,15 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
       the same order, for gavo_latentdist (GiST-indexed k-nearest-neighbour
       search).  Spectra enter only once their data are
       public.</meta>
-    <!-- load the ADQL functions into every process that reads this RD
-      (the server preloads it; async jobs import them through bin/gavo) -->
+    <!-- load the ADQL functions and the UWS fixes into every process that
+      reads this RD (the server workers preload it; async jobs import them
+      through bin/gavo) -->
     <LOOP>
       <codeItems>
         import harps_service.latent_udf  # noqa: registers gavo_latentdist
-        if False:
-          yield {}
+        from harps_service import hardening
+        hardening.install_server()
+        yield from ()
       </codeItems>
       <events/>
     </LOOP>

@@ -34,29 +34,61 @@ LATENT_TABLE = "harps.latents"
 VECTOR_COLUMN = "knn"
 #: PostgreSQL's cube type holds at most 100 dimensions.
 CUBE_MAX_DIM = 100
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+#: Longest accepted target string: a DID, or CUBE_MAX_DIM numbers of up to
+#: 40 characters each.  Longer arguments are refused before any parsing, so
+#: the work per query is bounded whatever the sync TAP size limit allows.
+MAX_TARGET_CHARS = 4096
+#: A plain decimal number.  The alternatives cannot both match a prefix of
+#: the same digits (``\d+(\.\d*)?`` against ``\.\d+``), so a failing match
+#: is linear in the item's length; the former ``\d+\.?\d*`` backtracked
+#: quadratically on a long run of digits followed by a letter.
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_SEPARATORS = re.compile(r"[\s,;\[\]()]+")
 
 
 class LatentArgumentError(ValueError):
     """Bad arguments to a latent-space ADQL function (shown to the user)."""
 
 
-def parse_vector(text: str, ndim: int) -> list[float]:
-    """Parse ``'0.1 -2e-3, 4'`` into ``ndim`` finite floats.
+def check_length(text: str) -> str:
+    """Refuse a target string longer than :data:`MAX_TARGET_CHARS`.
 
     Raises
     ------
     LatentArgumentError
-        Wrong count, or anything that is not a plain decimal number.
+        With the length found and the limit.
     """
-    items = [t for t in re.split(r"[\s,;\[\]()]+", text.strip()) if t]
+    if len(text) > MAX_TARGET_CHARS:
+        raise LatentArgumentError(
+            f"gavo_latentdist: the second argument has {len(text)} characters; at most "
+            f"{MAX_TARGET_CHARS} are accepted (a publisher DID or at most {CUBE_MAX_DIM} numbers)")
+    return text
+
+
+def _shown(item: str, limit: int = 40) -> str:
+    """``item`` for an error message, shortened to ``limit`` characters."""
+    return repr(item if len(item) <= limit else item[:limit] + "...")
+
+
+def parse_vector(text: str, ndim: int) -> list[float]:
+    """Parse ``'0.1 -2e-3, 4'`` into ``ndim`` finite floats.
+
+    Linear in ``len(text)`` by construction (one split, one unambiguous
+    match per item), and ``text`` is capped at :data:`MAX_TARGET_CHARS`.
+
+    Raises
+    ------
+    LatentArgumentError
+        Too long, wrong count, or anything that is not a plain decimal number.
+    """
+    items = [t for t in _SEPARATORS.split(check_length(text).strip()) if t]
     values = []
     for item in items:
-        if not _NUMBER.match(item):
-            raise LatentArgumentError(f"gavo_latentdist: {item!r} is not a number")
+        if not _NUMBER.fullmatch(item):
+            raise LatentArgumentError(f"gavo_latentdist: {_shown(item)} is not a number")
         value = float(item)
         if not math.isfinite(value):
-            raise LatentArgumentError(f"gavo_latentdist: {item!r} is not finite")
+            raise LatentArgumentError(f"gavo_latentdist: {_shown(item)} is not finite")
         values.append(value)
     if len(values) != ndim:
         raise LatentArgumentError(
@@ -83,21 +115,50 @@ def latent_table(qualifier: str | None) -> str:
 
     ``knn`` alone (or through an alias) means :data:`LATENT_TABLE`; a
     schema-qualified ``otherschema.latents.knn`` (scratch copies of the
-    resource, e.g. for benchmarks) names its own table.
+    resource, e.g. for benchmarks) names its own table, which must exist
+    and have a ``knn`` column (checked by :func:`_check_table`).
     """
     if qualifier and _QUALIFIED_TABLE.match(qualifier.lower()):
         return qualifier.lower()
     return LATENT_TABLE
 
 
-def _lookup_did(did: str, table: str = LATENT_TABLE) -> list[float]:
+def _query(sql: str, params: dict | None = None) -> list[tuple]:
+    """Rows of a read-only query; database errors become a plain message.
+
+    The user sees neither SQL nor PostgreSQL's text: the failure is logged
+    on the server side and reported as "cannot read the latent table".
+    """
     from gavo import base
-    with base.getTableConn() as conn:
-        rows = list(conn.query(
-            f"SELECT {VECTOR_COLUMN} FROM {table} WHERE ssa_pubdid = %(did)s", {"did": did}))
+    try:
+        with base.getTableConn() as conn:
+            return list(conn.query(sql, params or {}))
+    except Exception as ex:  # psycopg2 errors and connection trouble alike
+        base.ui.notifyWarning(f"gavo_latentdist: query failed: {ex}")
+        raise LatentArgumentError(
+            "gavo_latentdist: cannot read the latent table; try again later") from None
+
+
+def _check_table(table: str) -> None:
+    """Refuse a latent table that does not exist or has no ``knn`` column."""
+    if table == LATENT_TABLE:
+        return
+    schema, name = table.split(".")
+    if not _query(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = %(s)s"
+            " AND table_name = %(t)s AND column_name = %(c)s",
+            {"s": schema, "t": name, "c": VECTOR_COLUMN}):
+        raise LatentArgumentError(
+            f"gavo_latentdist: there is no latent table {table} with a {VECTOR_COLUMN} "
+            f"column (use {LATENT_TABLE}.{VECTOR_COLUMN})")
+
+
+def _lookup_did(did: str, table: str = LATENT_TABLE) -> list[float]:
+    rows = _query(f"SELECT {VECTOR_COLUMN} FROM {table} WHERE ssa_pubdid = %(did)s",
+                  {"did": did})
     if not rows:
         raise LatentArgumentError(
-            f"gavo_latentdist: no spectrum with publisher DID {did!r} in {table}")
+            f"gavo_latentdist: no spectrum with publisher DID {_shown(did, 200)} in {table}")
     # real[] arrives as shortest decimal text; go back to the exact float32
     # values, so that a spectrum's distance to itself is exactly 0
     import numpy as np
@@ -105,20 +166,38 @@ def _lookup_did(did: str, table: str = LATENT_TABLE) -> list[float]:
 
 
 def _informative_dim(table: str = LATENT_TABLE) -> int:
-    from gavo import base
-    with base.getTableConn() as conn:
-        rows = list(conn.query(
-            f"SELECT array_length({VECTOR_COLUMN}, 1) FROM {table} "
-            f"WHERE {VECTOR_COLUMN} IS NOT NULL LIMIT 1"))
+    rows = _query(f"SELECT array_length({VECTOR_COLUMN}, 1) FROM {table} "
+                  f"WHERE {VECTOR_COLUMN} IS NOT NULL LIMIT 1")
     if not rows or rows[0][0] is None:
         raise LatentArgumentError(f"gavo_latentdist: {table} holds no latents yet")
     return int(rows[0][0])
 
 
 def target_vector(target: str, table: str = LATENT_TABLE) -> list[float]:
-    """The latent vector a ``gavo_latentdist`` target string stands for."""
-    if target.strip().startswith("ivo://"):
-        return _lookup_did(target.strip(), table)
+    """The latent vector a ``gavo_latentdist`` target string stands for.
+
+    Parameters
+    ----------
+    target : str
+        A publisher DID (``ivo://...``) or numbers, one per informative
+        dimension; at most :data:`MAX_TARGET_CHARS` characters.
+    table : str
+        The latent table (``schema.latents``) the vector refers to.
+
+    Returns
+    -------
+    list of float
+        The vector, in ``knn`` order.
+
+    Raises
+    ------
+    LatentArgumentError
+        For anything the user has to fix; the message never holds SQL.
+    """
+    target = check_length(target).strip()
+    _check_table(table)
+    if target.startswith("ivo://"):
+        return _lookup_did(target, table)
     return parse_vector(target, _informative_dim(table))
 
 
