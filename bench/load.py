@@ -815,18 +815,24 @@ def restart(workers: str, base: str, ready_timeout: float) -> dict[str, Any]:
         env["WORKERS"] = workers
     log(f"restarting the service: {'WORKERS=' + workers + ' ' if workers != 'default' else ''}"
         f"etc/dachsctl restart")
-    t0 = time.perf_counter()
+    want = int(workers) if workers != "default" else None
     for attempt in range(3):
+        t0 = time.perf_counter()
         r = subprocess.run([DACHSCTL, "restart"], env=env, capture_output=True, text=True)
-        if r.returncode == 0:
+        t1 = time.perf_counter()
+        if r.returncode != 0:
+            log(f"dachsctl restart failed (attempt {attempt + 1}): {r.stderr.strip()[-300:]}")
+            time.sleep(5)
+            continue
+        ready = wait_ready(base, ready_timeout)
+        pids = worker_pids(True)
+        # someone else's restart can overtake ours with another worker count
+        if want is None or len(pids) == want:
             break
-        log(f"dachsctl restart failed (attempt {attempt + 1}): {r.stderr.strip()[-300:]}")
+        log(f"{len(pids)} workers run, not {want} (attempt {attempt + 1}); restarting again")
         time.sleep(5)
     else:
-        raise SystemExit("etc/dachsctl restart failed three times")
-    t1 = time.perf_counter()
-    ready = wait_ready(base, ready_timeout)
-    pids = worker_pids(True)
+        raise SystemExit(f"could not start the service with WORKERS={workers}")
     log(f"service answers ({ready:.1f} s after the restart), workers: {pids}")
     return {"restart_s": t1 - t0, "ready_s": ready, "pids": pids}
 
@@ -835,28 +841,42 @@ def restart(workers: str, base: str, ready_timeout: float) -> dict[str, Any]:
 
 
 def run_phases(cfg: Config, targets: Targets, sampler: Sampler, args: argparse.Namespace,
-               label: str) -> dict[str, Any]:
+               label: str, setting: str | None = None) -> dict[str, Any]:
     """Warm-up, then one phase per client count.
 
-    A phase during which the worker processes changed or PostgreSQL was
-    restarted (someone else restarted the service, a worker died) is run
-    again, up to ``--retries`` times.
+    A phase is run again (up to ``--retries`` times) when it was disturbed:
+    the worker processes were not those of the warm-up or changed during it,
+    or PostgreSQL was restarted (someone else restarted the service, a
+    worker died).  In ``--compare`` runs (``setting`` given) the service is
+    first restarted again with our worker count if someone else changed it.
     """
-    log(f"{label}: warm-up, {args.warmup} requests at 4 clients (not counted)")
-    run_load(cfg, targets, 4, args.warmup, 120, seed=99)
+    def warm_up() -> list[int]:
+        log(f"{label}: warm-up, {args.warmup} requests at 4 clients (not counted)")
+        run_load(cfg, targets, 4, args.warmup, 120, seed=99)
+        return sorted(serve_pids())
+
+    expected_n = len(serve_pids())
+    expected = warm_up()
     out = {}
     for c in args.clients:
         for attempt in range(args.retries + 1):
+            if setting is not None and len(serve_pids()) != expected_n:
+                log(f"{label}: {len(serve_pids())} workers run, not {expected_n} (someone "
+                    f"else restarted the service); restarting with ours")
+                restart(setting, cfg.base, args.ready_timeout)
+                expected = warm_up()
             res = phase(cfg, targets, sampler, c, args.requests, args.duration,
                         f"{label} {c} clients", seed=c)
             res["attempt"] = attempt + 1
+            if res["rss"] and sorted(sampler.samples[-1]["pids"]) != expected:
+                res["worker_pids_changed"] = res["disturbed"] = True
             if not res["disturbed"]:
                 break
             log(f"{label} {c} clients: the workers or PostgreSQL were restarted during the "
                 f"phase (by someone else?); " + ("running it again" if attempt < args.retries
                                                  else "keeping it, marked"))
             wait_ready(cfg.base, args.ready_timeout)
-            run_load(cfg, targets, 4, args.warmup, 120, seed=99)
+            expected = warm_up()
         out[str(c)] = res
     return out
 
@@ -1204,9 +1224,10 @@ def goals(results: dict[str, dict[str, Any]], clients: list[int]) -> list[str]:
                    f"**{'met' if not slow else 'not met'}**"
                    + (f" ({', '.join(f'{k} {v / 1e3:.1f} s' for k, v in slow.items())})"
                       if slow else "")
-                   + f" (sdm_full p95 {r['latency']['sdm_full']['p95_ms'] / 1e3:.1f} s)")
+                   + f" (sdm_full p95 {fmt(r['latency']['sdm_full']['p95_ms'])} ms, no goal)")
     if "1" in results and "default" in results:
-        ratio = results["default"][c]["throughput_rps"] / results["1"][c]["throughput_rps"]
+        single = results["1"][c]["throughput_rps"]
+        ratio = results["default"][c]["throughput_rps"] / single if single else float("nan")
         out.append(f"* throughput default / single worker: x{ratio:.2f} (goal >= "
                    f"{GOAL_SPEEDUP}): **{'met' if ratio >= GOAL_SPEEDUP else 'not met'}**")
     else:
@@ -1421,7 +1442,8 @@ def main(argv: list[str] | None = None) -> int:
                 if args.compare:
                     result.setdefault("restarts", {})[w] = restart(w, args.url, args.ready_timeout)
                     restarted = w != "default"
-                result["setups"][w] = run_phases(cfg, targets, sampler, args, f"[{w}]")
+                result["setups"][w] = run_phases(cfg, targets, sampler, args, f"[{w}]",
+                                                 setting=w if args.compare else None)
             for w, phases in result["setups"].items():
                 lines += report_setup(f"Workers: {w}", phases)
             if "1" in result["setups"] and "default" in result["setups"]:
