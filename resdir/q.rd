@@ -4,8 +4,9 @@ previews, and a browser form.
 
 Order: resource metadata, tables, data, services, regression tests.
 Python longer than a line lives in res/harps_service/ (rows, manifest: grammars;
-access: embargo gate; spectra: SDM rows, originals, previews; latent_udf: ADQL
-functions).  Files enter the archive tree (data/) only through harps-ingest
+access: embargo gate; spectra: SDM rows, originals, previews; params: checks
+of request parameters; latent_udf: ADQL functions).  Files enter the archive
+tree (data/) only through harps-ingest
 (res/harps_service/ingest.py), which validates them first.
 -->
 <resource schema="harps" resdir=".">
@@ -512,6 +513,21 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
   <!-- ================================================================== -->
   <!-- Services                                                           -->
 
+  <procDef type="descriptorGenerator" id="checked_sdm_genDesc">
+    <doc>//soda#sdm_genDesc on harps.data behind a check of ID: IDs that
+      cannot name a spectrum (empty, not UTF-8, control characters, file
+      paths) get a UsageFault naming ID instead of DaCHS's internal errors
+      (see harps_service.params).</doc>
+    <setup imports="harps_service.params">
+      <code>
+        generate = params.checked_sdm_descriptors(parent, "\rdId#data")
+      </code>
+    </setup>
+    <code>
+      return generate(pubDID, args)
+    </code>
+  </procDef>
+
   <procDef type="dataFunction" id="gated_sdm">
     <doc>Refuses embargoed data to outsiders, then builds the SDM table
       (or, for FORMAT=original, loads the archive file).</doc>
@@ -576,17 +592,16 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
       </events>
     </LOOP>
     <datalinkCore>
-      <descriptorGenerator procDef="//soda#sdm_genDesc">
-        <bind key="ssaTD">"\rdId#data"</bind>
-      </descriptorGenerator>
+      <descriptorGenerator procDef="checked_sdm_genDesc"/>
       <dataFunction procDef="gated_sdm"/>
       <dataFunction procDef="deliver_original"/>
       <FEED source="//soda#sdm_plainfluxcalib"/>
       <metaMaker>
+        <setup imports="harps_service.params"/>
         <code>
           yield MS(InputKey, type="double precision[2]", xtype="interval",
             name="BAND", multiplicity="forced-single",
-            unit="m", ucd="em.wl",
+            unit="m", ucd="em.wl", preparse=params.BAND_PREPARSE,
             description="Spectral cutout interval (air wavelength, metres)",
             values=MS(Values,
               min=descriptor.limits["ssa_specstart"].min,
@@ -671,9 +686,7 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
       </events>
     </LOOP>
     <datalinkCore>
-      <descriptorGenerator procDef="//soda#sdm_genDesc">
-        <bind key="ssaTD">"\rdId#data"</bind>
-      </descriptorGenerator>
+      <descriptorGenerator procDef="checked_sdm_genDesc"/>
       <dataFunction>
         <setup imports="os, harps_service.access, harps_service.spectra"/>
         <code>
@@ -741,6 +754,21 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
 
     <publish render="ssap.xml" sets="ivo_managed"/>
     <publish render="form" sets="ivo_managed,local" service="web"/>
+
+    <!-- DaCHS's MAXREC (//pql#DALIPars, which this replaces) with a range
+      check: a negative MAXREC made DaCHS's SSA core fail with "list
+      assignment index out of range", a huge one with an SQL error -->
+    <inputKey name="maxrec" type="integer" tablehead="Match limit"
+      description="Maximum number of records returned.  Pass 0 to
+        retrieve service parameters."
+      multiplicity="single" std="True">
+      <property key="notForRenderer">form</property>
+      <property key="std">1</property>
+      <preparse>
+        from harps_service.params import maxrec_literal
+        return maxrec_literal(input)
+      </preparse>
+    </inputKey>
 
     <ssapCore queriedTable="data">
       <!-- a preview column (-> /getproduct?preview -> the pv service,
