@@ -5,8 +5,8 @@ previews, and a browser form.
 Order: resource metadata, tables, data, services, regression tests.
 Python longer than a line lives in res/harps_service/ (rows, manifest: grammars;
 access: embargo gate; spectra: SDM rows, originals, previews; params: checks
-of request parameters; latent_udf: ADQL functions).  Files enter the archive
-tree (data/) only through harps-ingest
+of request parameters; webfixes: DaCHS renderer corrections; latent_udf: ADQL
+functions).  Files enter the archive tree (data/) only through harps-ingest
 (res/harps_service/ingest.py), which validates them first.
 -->
 <resource schema="harps" resdir=".">
@@ -512,6 +512,18 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
 
   <!-- ================================================================== -->
   <!-- Services                                                           -->
+
+  <!-- DaCHS's /getproduct and static renderers answer some hostile URLs
+    with HTTP 500 or name server paths; harps_service.webfixes corrects
+    them in the server, which preloads this RD -->
+  <LOOP>
+    <codeItems>
+      from harps_service import webfixes
+      webfixes.install()
+      yield from ()
+    </codeItems>
+    <events/>
+  </LOOP>
 
   <procDef type="descriptorGenerator" id="checked_sdm_genDesc">
     <doc>//soda#sdm_genDesc on harps.data behind a check of ID: IDs that

@@ -1,0 +1,105 @@
+"""Two DaCHS 2.7 web behaviours on hostile URLs, corrected in the server.
+
+Neither is reachable from this resource's RD (both are DaCHS's own
+renderers, not services of ours), so :func:`install` wraps them; the RD calls
+it when loaded, and the server preloads the RD (``[web]preloadRDs``).
+
+1. **/getproduct** (``web.productrender.ProductRenderer.render``) builds the
+   product key (``protocols.products.RAccref``) outside any error handling,
+   so a missing key or a bad modifier (``?preview=maybe``, ``?scale=abc``)
+   raises a ``ValidationError`` that DaCHS renders as HTTP 500; a key that
+   is not UTF-8 fails with a ``TypeError``, and one with a NUL character
+   reaches PostgreSQL, whose driver refuses it (500 again).  The wrapper
+   checks the key first and answers such requests with a plain-text 400
+   naming ``accref``; valid keys go through DaCHS's code unchanged.
+2. **403 pages of the static renderers** (``web.constantrender.
+   StaticRenderer.getChild`` for ``/<rd>/<service>/static/``,
+   ``web.ifpages.StaticServer.getChild`` for ``/static/``) refuse paths
+   outside the static directory with a message naming the resolved
+   filesystem path (``/var/gavo/inputs/harps/web/../q.rd is not located
+   below staticData``).  The wrappers keep DaCHS's check and status and
+   replace only such messages.
+
+:func:`install` is idempotent.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+#: Marker set on functions this module has wrapped (idempotence).
+_WRAPPED = "_harps_webfix"
+
+
+def _wrap_once(owner: Any, name: str, make: Callable[[Callable], Callable]) -> None:
+    """Replace ``owner.name`` by ``make(original)`` unless already done."""
+    original = getattr(owner, name)
+    if getattr(original, _WRAPPED, False):
+        return
+    wrapped = functools.wraps(original)(make(original))
+    setattr(wrapped, _WRAPPED, True)
+    setattr(owner, name, wrapped)
+
+
+def product_key_problem(path: str, request: Any) -> str | None:
+    """Why a /getproduct request names no possible product, or None if it may.
+
+    Parameters
+    ----------
+    path : str
+        The URL path below /getproduct (DaCHS's ``pathFromSegments``).
+    request : twisted.web.server.Request
+        The request (its ``strargs`` carry ``key`` and the modifiers).
+    """
+    from gavo import base
+    from gavo.protocols import products
+
+    try:
+        accref = products.RAccref.fromRequest(path, request).accref
+    except base.ValidationError as ex:
+        if not path.strip("/") and "key" not in request.strargs:
+            return "no product key given; product URLs are /getproduct/<accref>"
+        return ex.msg
+    if not isinstance(accref, str):
+        return "the product key is not valid UTF-8"
+    if "\x00" in accref:
+        return "product keys cannot contain NUL characters"
+    return None
+
+
+def _checked_product_render(original: Callable) -> Callable:
+    def render(self, request):  # noqa: ANN001 - DaCHS's signature
+        problem = product_key_problem(self.pathFromSegments, request)
+        if problem is None:
+            return original(self, request)
+        request.setResponseCode(400)
+        request.setHeader("content-type", "text/plain; charset=utf-8")
+        return f"Field accref: {problem}\n".encode()
+    return render
+
+
+def _pathless_forbidden(message: str) -> Callable[[Callable], Callable]:
+    from gavo import svcs
+
+    def make(original: Callable) -> Callable:
+        def get_child(self, name, request):  # noqa: ANN001 - DaCHS's signature
+            try:
+                return original(self, name, request)
+            except svcs.ForbiddenURI as ex:
+                if "/" not in str(ex.msg):
+                    raise
+                raise svcs.ForbiddenURI(message) from None
+        return get_child
+    return make
+
+
+def install() -> None:
+    """Wrap DaCHS's product renderer and static renderers (see the module doc)."""
+    from gavo.web import constantrender, ifpages, productrender
+    _wrap_once(productrender.ProductRenderer, "render", _checked_product_render)
+    _wrap_once(constantrender.StaticRenderer, "getChild", _pathless_forbidden(
+        "The path you asked for lies outside this service's static data."))
+    _wrap_once(ifpages.StaticServer, "getChild", _pathless_forbidden(
+        "The path you asked for lies outside the published static directories."))
