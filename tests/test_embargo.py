@@ -120,6 +120,22 @@ def test_outsiders_get_no_data_members_do(service, embargoed):
     assert original.content == payload
 
 
+def test_front_door_cache_never_hands_a_members_answer_to_others(service, embargoed):
+    """nginx caches anonymous answers for public products only: what a member
+    fetched is never served from the cache to anyone else."""
+    accref, did, payload = embargoed
+    for what, url in _data_urls(service, accref, did).items():
+        if what == "tar of products":
+            continue
+        for _ in range(2):  # twice: a stored answer would be a HIT the second time
+            assert requests.get(url, auth=MEMBER, timeout=120).status_code == 200, what
+        for auth in (None, OUTSIDER):
+            r = requests.get(url, auth=auth, timeout=60)
+            assert r.status_code in (401, 403), f"{what} ({auth}): {r.status_code}"
+            assert r.headers.get("X-Cache-Status") != "HIT", what
+            assert payload[:2880] not in r.content and b"\x89PNG" not in r.content[:8], what
+
+
 def test_cached_preview_does_not_leak(service, embargoed):
     accref, did, _ = embargoed
     assert requests.get(service.preview(did), auth=MEMBER, timeout=60).status_code == 200

@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import pyvo
 import requests
 from conftest import REPO, require
 
@@ -208,3 +210,57 @@ def test_capabilities_still_valid_xml(service):
     r = requests.get(f"{service.tap}/capabilities", timeout=30)
     assert r.status_code == 200
     ET.fromstring(r.content)
+
+
+def test_public_products_are_served_from_the_front_door_cache(service):
+    """Previews and SODA cutouts of public spectra: the second anonymous GET
+    is a cache hit with the same bytes; with credentials nothing is cached."""
+    did = _a_public_did(service)
+    for url in (service.preview(did), service.dlget(did, BAND="6.56e-7 6.57e-7")):
+        first = requests.get(url, timeout=120)
+        second = requests.get(url, timeout=120)
+        assert first.status_code == second.status_code == 200
+        assert second.headers.get("X-Cache-Status") == "HIT", url
+        assert second.content == first.content
+        with_auth = requests.get(url, auth=("nobody", "x"), timeout=120)
+        assert with_auth.headers.get("X-Cache-Status") == "BYPASS"
+
+
+#: What a worker killed during sync queries leaves behind, made with DaCHS's
+#: own UWS calls, as ``taprunner.runSyncTAPJob`` does (pid -1, EXECUTING).
+MAKE_ORPHANS = """
+import datetime
+from gavo import api
+from gavo.protocols import tap, uws
+for _ in range(5):
+    job_id = tap.WORKER_SYSTEM.getNewIdFromArgs({}, {})
+    with tap.WORKER_SYSTEM.changeableJob(job_id) as job:
+        job.change(phase=uws.EXECUTING, pid=-1, executionDuration=60,
+                   startTime=datetime.datetime.utcnow() - datetime.timedelta(hours=2))
+    print(job_id)
+"""
+
+
+def test_orphaned_sync_jobs_do_not_block_async_queries(service):
+    """Sync jobs left EXECUTING by killed workers no longer starve async TAP.
+
+    A worker killed during a sync query leaves its job row EXECUTING with
+    pid -1 (seen after SIGKILL under load); DaCHS counted such rows against
+    maxTAPRunning (4) forever.  Five such rows are made; an async query must
+    still run, and the rows must go.
+    """
+    require(os.geteuid() == 0, "writing the UWS table needs root")
+    made = subprocess.run([sys.executable, "-c", MAKE_ORPHANS], capture_output=True,
+                          text=True, timeout=120, check=True).stdout.split()
+    assert len(made) == 5
+    ids = ", ".join(f"'{j}'" for j in made)
+    try:
+        job = pyvo.dal.TAPService(service.tap).submit_job(
+            "SELECT TOP 1 ssa_pubdid FROM harps.data")
+        job.run()
+        job.wait(phases=["COMPLETED", "ERROR", "ABORTED"], timeout=150)
+        assert job.phase == "COMPLETED", job.phase
+        job.delete()
+        assert _psql(f"SELECT count(*) FROM tap_schema.tapjobs WHERE jobId IN ({ids})") == "0"
+    finally:
+        _psql(f"DELETE FROM tap_schema.tapjobs WHERE jobId IN ({ids})")

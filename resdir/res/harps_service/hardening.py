@@ -1,7 +1,7 @@
-"""Two DaCHS 2.7 behaviours that configuration cannot fix, corrected in place.
+"""Four DaCHS 2.7 behaviours that configuration cannot fix, corrected in place.
 
-Both concern async TAP jobs, which DaCHS runs as separate ``gavo ... taprun``
-processes, each with its own PostgreSQL backend:
+Three concern TAP jobs; DaCHS runs an async one as a separate ``gavo ...
+taprun`` process with its own PostgreSQL backend:
 
 1. **DELETE of an executing job** (``uwsactions.RootAction.doDELETE`` ->
    ``uws.UWS.destroy``) only removes the job's record and directory: the
@@ -15,8 +15,19 @@ processes, each with its own PostgreSQL backend:
    ABORTED *before* cancelling its PostgreSQL backend; when the job record
    is already gone (a DELETE), marking fails and the backend is never
    cancelled.  :func:`install_taprun` cancels the backend first.
+3. **Orphaned sync jobs**: DaCHS runs a sync TAP query as a UWS job in
+   phase EXECUTING with pid -1 and deletes it when the query ends.  A
+   server process killed or restarted meanwhile leaves that row behind for
+   good, and ``UWSWithQueueing`` counts it against ``maxTAPRunning``: after
+   a few such deaths no async job ever starts again (seen after killing a
+   worker under load).  No sync query outlives ``[async]
+   defaultExecTimeSync`` (DaCHS's statement timeout) by much, so
+   :func:`install_server` removes EXECUTING jobs without a process (pid < 2)
+   older than :data:`SYNC_ORPHAN_GRACE_S` plus that timeout before each pass
+   over the queue.  Age, not the owner's pid, decides, so it is right when
+   workers run on several machines sharing the job table.
 
-A third concerns every server worker: after a PostgreSQL restart, DaCHS's
+A fourth concerns every server worker: after a PostgreSQL restart, DaCHS's
 connection pools (``sqlsupport.CustomConnectionPool``) keep handing out
 dead connections; each one fails one request with "connection already
 closed" (HTTP 500) before it is dropped, so a worker took dozens of failed
@@ -42,6 +53,10 @@ from typing import Any
 
 #: Marker set on functions this module has wrapped (idempotence).
 _WRAPPED = "_harps_hardened"
+#: Seconds beyond ``[async]defaultExecTimeSync`` after which an EXECUTING
+#: job with no process of its own (a sync query) is taken as orphaned: the
+#: query was stopped by then, and writing its result takes far less.
+SYNC_ORPHAN_GRACE_S = 120
 
 
 def _wrap_once(owner: Any, name: str, make: Callable[[Callable], Callable]) -> None:
@@ -100,12 +115,56 @@ def _checked_getconn(original: Callable) -> Callable:
     return getconn
 
 
-def install_server() -> None:
-    """DELETE of an executing UWS job aborts it (kills its runner) first, and
-    pooled database connections are checked before use."""
-    from gavo.base import sqlsupport
+def remove_orphaned_sync_jobs(uws_: Any) -> int:
+    """Delete sync jobs left EXECUTING by a server process that died.
+
+    Parameters
+    ----------
+    uws_ : gavo.protocols.uws.UWS
+        The UWS whose job table is cleaned (``tap.WORKER_SYSTEM``).
+
+    Returns
+    -------
+    int
+        The number of jobs removed.
+    """
+    from gavo import base
     from gavo.protocols import uws
+    limit = int(base.getConfig("async", "defaultExecTimeSync")) + SYNC_ORPHAN_GRACE_S
+    table = uws_.jobClass.jobsTD.getQName()
+    with base.getTableConn() as conn:
+        orphans = [row[0] for row in conn.query(
+            f"SELECT jobId FROM {table} WHERE phase = %(phase)s AND pid < 2"
+            " AND COALESCE(startTime, creationTime)"
+            "   < (now() AT TIME ZONE 'UTC') - make_interval(secs => %(limit)s)",
+            {"phase": uws.EXECUTING, "limit": limit})]
+    destroy = getattr(uws.UWS.destroy, "__wrapped__", uws.UWS.destroy)
+    for job_id in orphans:
+        base.ui.notifyWarning(f"Removing orphaned sync TAP job {job_id}")
+        destroy(uws_, job_id)
+    return len(orphans)
+
+
+def _clean_then_process(original: Callable) -> Callable:
+    from gavo import base
+
+    def process_queue(self):  # noqa: ANN001 - DaCHS's signature
+        try:
+            remove_orphaned_sync_jobs(self)
+        except Exception as ex:  # never let the cleanup stop the queue
+            base.ui.notifyWarning(f"Cleaning orphaned sync jobs: {ex}")
+        return original(self)
+    return process_queue
+
+
+def install_server() -> None:
+    """DELETE of an executing UWS job aborts it (kills its runner) first,
+    orphaned sync jobs stop blocking the async queue, and pooled database
+    connections are checked before use."""
+    from gavo.base import sqlsupport
+    from gavo.protocols import tap, uws
     _wrap_once(uws.UWS, "destroy", _abort_then_destroy)
+    _wrap_once(tap.TAPUWS, "_processQueue", _clean_then_process)
     _wrap_once(sqlsupport.CustomConnectionPool, "getconn", _checked_getconn)
 
 
