@@ -5,12 +5,14 @@ PORT ?= 8080
 BIND ?= 127.0.0.1
 SERVER_URL ?= http://localhost:$(PORT)
 AUTHORITY ?= harps.example.org
+# DaCHS worker processes behind the nginx front door (empty: one per core)
+WORKERS ?=
 VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 # generated data (synthetic archive, checkpoints, bench outputs): never in git
 WORK ?= $(CURDIR)/var
 
-export PORT BIND SERVER_URL AUTHORITY VENV WORK
+export PORT BIND SERVER_URL AUTHORITY VENV WORK WORKERS
 
 .PHONY: demo test install deploy start stop restart status ingest check bench lint help
 
@@ -24,13 +26,13 @@ deploy: ## copy resdir/ and the ml package to DaCHS after editing them
 	etc/dachsctl deploy
 	etc/dachsctl restart
 
-start: ## start PostgreSQL and DaCHS
+start: ## start PostgreSQL, the DaCHS workers and the nginx front door
 	etc/dachsctl start
 
 stop: ## stop what `make demo` started
 	etc/dachsctl stop
 
-restart:
+restart: ## rolling restart of the DaCHS workers (WORKERS=N changes their number)
 	etc/dachsctl restart
 
 status:
