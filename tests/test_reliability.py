@@ -264,3 +264,11 @@ def test_orphaned_sync_jobs_do_not_block_async_queries(service):
         assert _psql(f"SELECT count(*) FROM tap_schema.tapjobs WHERE jobId IN ({ids})") == "0"
     finally:
         _psql(f"DELETE FROM tap_schema.tapjobs WHERE jobId IN ({ids})")
+
+
+@pytest.mark.parametrize("query", ["TARGETNAME=%00", "FORMAT=%00", "PUBDID=a%00b"])
+def test_nul_in_a_parameter_is_a_clear_400(service, query):
+    r = requests.get(f"{service.ssa}?REQUEST=queryData&{query}", timeout=30)
+    assert r.status_code == 400 and "NUL" in r.text
+    for leak in LEAKS + ("NUL (0x00) characters",):
+        assert leak not in r.text
