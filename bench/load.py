@@ -30,11 +30,14 @@ What one run does:
    mid-body, ``timeout`` for no complete answer within ``--timeout``
    seconds, ``bad`` for a 200 carrying an error document), the
    server's RSS and the CPU used by server, database and load generator.
-3. ``--compare 1,default``: the same phases once per worker set-up; before
-   each, ``WORKERS=N etc/dachsctl restart`` (``default``: no WORKERS, i.e.
-   one worker per core), then wait until ``/`` and a trivial TAP query
-   answer.  Prints the ratios default/single side by side and leaves the
-   service in its default set-up.  Needs ``etc/dachsctl pids``.
+3. ``--compare 1,default``: the same phases once per worker set-up,
+   interleaved (for each client count: each set-up in turn, the order
+   alternating between client counts, so that drifts in the machine's other
+   load hit both alike).  Before each phase ``WORKERS=N etc/dachsctl
+   restart`` (``default``: no WORKERS, i.e. one worker per core), a wait
+   until ``/`` and a trivial TAP query answer, and a warm-up.  Prints the
+   ratios default/single side by side and leaves the service in its default
+   set-up.  Needs ``etc/dachsctl pids``.
 4. ``--soak SECONDS``: one long phase at ``--soak-clients`` that samples the
    server's RSS every ``--soak-interval`` seconds: first/last/max and the
    linear slope in MB per minute (whole run and second half).
@@ -391,11 +394,14 @@ def serve_pids() -> set[int]:
     """
     me = os.getpid()
     out = set()
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        cmd = p.info["cmdline"] or []
-        if p.info["pid"] != me and "serve" in cmd and "start" in cmd and any(
+    for p in psutil.process_iter():
+        try:
+            cmd = p.cmdline()
+        except psutil.Error:
+            continue
+        if p.pid != me and "serve" in cmd and "start" in cmd and any(
                 c.endswith("dachs") or c.endswith("gavo") for c in cmd):
-            out.add(p.info["pid"])
+            out.add(p.pid)
     return out
 
 
@@ -419,11 +425,18 @@ def tree(pid: int) -> list[psutil.Process]:
 
 def postgres_procs() -> tuple[list[psutil.Process], list[psutil.Process]]:
     """PostgreSQL's postmaster(s) and the other postgres processes (backends, helpers)."""
-    procs = [p for p in psutil.process_iter(["username", "name", "ppid"])
-             if p.info["username"] == "postgres" and (p.info["name"] or "").startswith("postgres")]
-    pids = {p.pid for p in procs}
-    roots = [p for p in procs if p.info["ppid"] not in pids]
-    return roots, [p for p in procs if p.info["ppid"] in pids]
+    procs = {}
+    for p in psutil.process_iter():
+        # as_dict, not process_iter(attrs): the iterator's cached Process
+        # objects share one ``info`` between threads
+        try:
+            d = p.as_dict(["username", "name", "ppid"])
+        except psutil.Error:
+            continue
+        if d["username"] == "postgres" and (d["name"] or "").startswith("postgres"):
+            procs[p.pid] = (p, d["ppid"])
+    roots = [p for p, ppid in procs.values() if ppid not in procs]
+    return roots, [p for p, ppid in procs.values() if ppid in procs]
 
 
 def group_cpu_s(roots: list[psutil.Process], others: list[psutil.Process]) -> float:
@@ -841,7 +854,7 @@ def restart(workers: str, base: str, ready_timeout: float) -> dict[str, Any]:
 
 
 def run_phases(cfg: Config, targets: Targets, sampler: Sampler, args: argparse.Namespace,
-               label: str, setting: str | None = None) -> dict[str, Any]:
+               label: str, clients: list[int], setting: str | None = None) -> dict[str, Any]:
     """Warm-up, then one phase per client count.
 
     A phase is run again (up to ``--retries`` times) when it was disturbed:
@@ -858,7 +871,7 @@ def run_phases(cfg: Config, targets: Targets, sampler: Sampler, args: argparse.N
     expected_n = len(serve_pids())
     expected = warm_up()
     out = {}
-    for c in args.clients:
+    for c in clients:
         for attempt in range(args.retries + 1):
             if setting is not None and len(serve_pids()) != expected_n:
                 log(f"{label}: {len(serve_pids())} workers run, not {expected_n} (someone "
@@ -1436,22 +1449,30 @@ def main(argv: list[str] | None = None) -> int:
     restarted = False
     try:
         if not args.no_phases:
-            setups = args.compare or ["as running"]
-            result["setups"] = {}
-            for w in setups:
-                if args.compare:
-                    result.setdefault("restarts", {})[w] = restart(w, args.url, args.ready_timeout)
-                    restarted = w != "default"
-                result["setups"][w] = run_phases(cfg, targets, sampler, args, f"[{w}]",
-                                                 setting=w if args.compare else None)
+            if not args.compare:
+                result["setups"] = {"as running": run_phases(
+                    cfg, targets, sampler, args, "[as running]", args.clients)}
+            else:
+                # interleaved: for each client count every set-up (restart,
+                # warm-up, phase), in alternating order, so that drifts in
+                # the machine's other load hit both alike
+                result["setups"] = {w: {} for w in args.compare}
+                result["restarts"] = []
+                for i, c in enumerate(args.clients):
+                    for w in (args.compare if i % 2 == 0 else args.compare[::-1]):
+                        result["restarts"].append(
+                            {"workers": w, **restart(w, args.url, args.ready_timeout)})
+                        restarted = w != "default"
+                        result["setups"][w] |= run_phases(cfg, targets, sampler, args, f"[{w}]",
+                                                          [c], setting=w)
             for w, phases in result["setups"].items():
                 lines += report_setup(f"Workers: {w}", phases)
             if "1" in result["setups"] and "default" in result["setups"]:
                 lines += ratios(result["setups"], args.clients, "1", "default")
             lines += goals(result["setups"], args.clients)
         if restarted:
-            result["restarts"]["default (restore)"] = restart("default", args.url,
-                                                              args.ready_timeout)
+            result["restarts"].append({"workers": "default (restore)", **restart(
+                "default", args.url, args.ready_timeout)})
             restarted = False
         sampler.stop()
         if args.soak > 0:
