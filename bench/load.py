@@ -23,6 +23,13 @@ What one run does:
    ``soda_cutout`` SODA cutout, BAND=6.55e-7 6.57e-7 (H alpha), VOTable
    ``preview``     the PNG preview
 
+   The front door (nginx) caches anonymous product answers (dlget).  By
+   default (``--products cold``) every product request is spelt so that the
+   cache cannot answer it, i.e. a worker computes it, as for the long tail
+   of a large archive; ``--products warm`` sends the plain URLs, and with
+   the demo's few hundred spectra the cache soon answers nearly all of
+   them.  The report says how many answers came from the cache.
+
    Reported per phase: throughput (successful requests per second of wall
    time), p50/p95/p99 latency of the successful requests per kind and
    overall, errors by kind and class (``http_NNN`` for non-2xx, ``conn``
@@ -181,15 +188,57 @@ def fetch_targets(base: str, limit: int = 5000) -> Targets:
 
 @dataclass
 class Req:
-    """One HTTP request to send: method, URL and form/query parameters."""
+    """One HTTP request to send: method, URL, query string (GET) or form (POST)."""
 
     kind: str
     method: str
     url: str
-    params: dict[str, str]
+    params: dict[str, str] = field(default_factory=dict)
+    query: str = ""
 
 
-def make_request(kind: str, rng: random.Random, t: Targets, base: str) -> Req:
+def encode_query(params: dict[str, str], rng: random.Random, vary: bool) -> str:
+    """A query string; with ``vary``, one of many equivalent spellings.
+
+    Any character may be sent percent-encoded (RFC 3986, 2.3: ``%61`` is
+    ``a``), and DaCHS decodes every spelling to the same values; the front
+    door's cache, however, is keyed on the URI as sent, so a varied spelling
+    misses it.  With ``vary``, each letter, digit or ``.-_~`` is encoded
+    with probability 0.3 (a DID has about 70 of them: more spellings than
+    requests).  `send` passes the string on unchanged (requests would decode
+    such escapes again).
+
+    Parameters
+    ----------
+    params : dict
+        Names and values.
+    rng : random.Random
+        The client's generator.
+    vary : bool
+        Pick a random spelling (otherwise the usual one).
+
+    Returns
+    -------
+    str
+        ``name=value&...`` (without the ``?``).
+    """
+    def enc(v: str) -> str:
+        if not vary:
+            return urllib.parse.quote(v, safe="")
+        return "".join(f"%{ord(c):02X}" if c.isascii() and (c.isalnum() or c in ".-_~")
+                       and rng.random() < 0.3 else urllib.parse.quote(c, safe="") for c in v)
+    return "&".join(f"{k}={enc(v)}" for k, v in params.items())
+
+
+def band(lo: float, hi: float, rng: random.Random, vary: bool) -> str:
+    """A BAND value ``lo hi`` in metres; with ``vary``, in one of many equal spellings."""
+    if not vary:
+        return f"{lo:g} {hi:g}"
+    return f"{lo:.{rng.randint(2, 9)}e} {hi:.{rng.randint(2, 9)}e}"
+
+
+def make_request(kind: str, rng: random.Random, t: Targets, base: str,
+                 cold: bool = True) -> Req:
     """Draw a request of the given kind aimed at a random real row.
 
     Parameters
@@ -202,6 +251,9 @@ def make_request(kind: str, rng: random.Random, t: Targets, base: str) -> Req:
         Rows to aim at.
     base : str
         Service root URL.
+    cold : bool
+        Spell the query of product requests (dlget) so that the front
+        door's cache cannot answer them (see `encode_query`).
 
     Returns
     -------
@@ -214,9 +266,9 @@ def make_request(kind: str, rng: random.Random, t: Targets, base: str) -> Req:
     ra, dec = (ra + rng.uniform(-0.02, 0.02)) % 360, max(-90.0, min(90.0, dec + rng.uniform(
         -0.02, 0.02)))
     if kind == "ssa":
-        return Req(kind, "GET", f"{base}/harps/q/ssa/ssap.xml", {
+        return Req(kind, "GET", f"{base}/harps/q/ssa/ssap.xml", query=encode_query({
             "REQUEST": "queryData", "POS": f"{ra:.5f},{dec:.5f}",
-            "SIZE": str(rng.choice((0.05, 0.1, 0.2, 0.5)))})
+            "SIZE": str(rng.choice((0.05, 0.1, 0.2, 0.5)))}, rng, False))
     if kind == "tap_plain":
         q = (f"SELECT TOP 100 ssa_pubdid, ssa_targname, ssa_snr, berv, airmass FROM harps.data "
              f"WHERE 1=CONTAINS(ssa_location, CIRCLE('ICRS', {ra:.5f}, {dec:.5f}, 1.0)) "
@@ -230,15 +282,17 @@ def make_request(kind: str, rng: random.Random, t: Targets, base: str) -> Req:
         return Req(kind, "POST", f"{base}/tap/sync",
                    {"REQUEST": "doQuery", "LANG": "ADQL", "QUERY": q})
     if kind == "dlmeta":
-        return Req(kind, "GET", f"{base}/harps/q/sdl/dlmeta", {"ID": did})
+        return Req(kind, "GET", f"{base}/harps/q/sdl/dlmeta",
+                   query=encode_query({"ID": did}, rng, False))
     if kind == "sdm_full":
-        return Req(kind, "GET", f"{base}/harps/q/sdl/dlget",
-                   {"ID": did, "FORMAT": "application/x-votable+xml"})
+        return Req(kind, "GET", f"{base}/harps/q/sdl/dlget", query=encode_query(
+            {"ID": did, "FORMAT": "application/x-votable+xml"}, rng, cold))
     if kind == "soda_cutout":
-        return Req(kind, "GET", f"{base}/harps/q/sdl/dlget",
-                   {"ID": did, "BAND": "6.55e-7 6.57e-7"})
+        return Req(kind, "GET", f"{base}/harps/q/sdl/dlget", query=encode_query(
+            {"ID": did, "BAND": band(6.55e-7, 6.57e-7, rng, cold)}, rng, cold))
     if kind == "preview":
-        return Req(kind, "GET", f"{base}/harps/q/pv/dlget", {"ID": did})
+        return Req(kind, "GET", f"{base}/harps/q/pv/dlget",
+                   query=encode_query({"ID": did}, rng, cold))
     raise ValueError(kind)
 
 
@@ -272,6 +326,8 @@ class Outcome:
         Body bytes received.
     detail : str
         Error detail (empty when ok).
+    cache : str
+        The front door's ``X-Cache-Status`` (HIT, MISS, ...; empty if none).
     """
 
     kind: str
@@ -280,6 +336,7 @@ class Outcome:
     result: str
     nbytes: int
     detail: str = ""
+    cache: str = ""
 
 
 def send(session: requests.Session, req: Req, timeout: float, clock0: float) -> Outcome:
@@ -302,14 +359,17 @@ def send(session: requests.Session, req: Req, timeout: float, clock0: float) -> 
     """
     t0 = time.perf_counter()
     deadline = t0 + timeout
-    nbytes, head, result, detail = 0, b"", "ok", ""
+    nbytes, head, result, detail, cache = 0, b"", "ok", "", ""
     try:
         kw: dict[str, Any] = {"timeout": (min(5.0, timeout), timeout), "stream": True}
         if req.method == "POST":
             r = session.post(req.url, data=req.params, **kw)
         else:
-            r = session.get(req.url, params=req.params, **kw)
+            prep = session.prepare_request(requests.Request("GET", req.url))
+            prep.url = f"{req.url}?{req.query}"      # as spelt (requests would requote it)
+            r = session.send(prep, **kw)
         with r:
+            cache = r.headers.get("X-Cache-Status", "")
             for chunk in r.iter_content(256 * 1024):
                 if len(head) < 4096:
                     head += chunk[:4096]
@@ -333,7 +393,7 @@ def send(session: requests.Session, req: Req, timeout: float, clock0: float) -> 
     except requests.exceptions.RequestException as e:
         result, detail = "other", f"{type(e).__name__}: {str(e)[:200]}"
     t1 = time.perf_counter()
-    return Outcome(req.kind, t0 - clock0, t1 - t0, result, nbytes, detail)
+    return Outcome(req.kind, t0 - clock0, t1 - t0, result, nbytes, detail, cache)
 
 
 # ---------------------------------------------------------------- processes
@@ -554,6 +614,7 @@ class Config:
     interval: float
     use_dachsctl: bool
     error_pause: float = 0.2
+    cold: bool = True
     clock0: float = field(default_factory=time.perf_counter)
 
 
@@ -607,7 +668,8 @@ def run_load(cfg: Config, targets: Targets, clients: int, max_requests: int | No
                     break
                 issued[0] += 1
             kind = rng.choices(kinds, weights)[0]
-            o = send(session, make_request(kind, rng, targets, cfg.base), cfg.timeout, cfg.clock0)
+            o = send(session, make_request(kind, rng, targets, cfg.base, cfg.cold), cfg.timeout,
+                     cfg.clock0)
             outcomes.append(o)
             if o.result != "ok":
                 session.close()       # a fresh connection after any failure
@@ -654,7 +716,8 @@ def summarise(outcomes: list[Outcome], wall: float) -> dict[str, Any]:
         ``requests``, ``ok``, ``wall_s``, ``throughput_rps`` (successful per
         second), ``latency`` ({kind or ``all``: pct}), ``errors`` ({kind:
         {class: count}}), ``error_classes`` ({class: count}),
-        ``error_samples`` (a few details per class), ``mbytes``.
+        ``error_samples`` (a few details per class), ``cache`` ({kind:
+        {X-Cache-Status: count}} of the successful requests), ``mbytes``.
     """
     ok = [o for o in outcomes if o.result == "ok"]
     lat = {k: pct([o.latency for o in ok if o.kind == k]) for k in KINDS}
@@ -667,10 +730,15 @@ def summarise(outcomes: list[Outcome], wall: float) -> dict[str, Any]:
             if len(samples[o.result]) < 3:
                 samples[o.result].append(f"{o.kind}: {o.detail}")
     classes = Counter(o.result for o in outcomes if o.result != "ok")
+    cache: dict[str, Counter] = defaultdict(Counter)
+    for o in ok:
+        if o.cache:
+            cache[o.kind][o.cache] += 1
     return {"requests": len(outcomes), "ok": len(ok), "wall_s": wall,
             "throughput_rps": len(ok) / wall if wall else 0.0,
             "latency": lat, "errors": {k: dict(v) for k, v in errors.items()},
             "error_classes": dict(classes), "error_samples": dict(samples),
+            "cache": {k: dict(v) for k, v in cache.items()},
             "mbytes": sum(o.nbytes for o in outcomes) / 1e6}
 
 
@@ -1219,6 +1287,12 @@ def report_setup(name: str, phases: dict[str, Any]) -> list[str]:
             cells.append(f"{fmt(s['p50_ms'])} / {fmt(s['p95_ms'])} / {fmt(s['p99_ms'])} "
                          f"(n={s['n']}{f', {errs} err' if errs else ''})")
         out.append(f"| {k} | " + " | ".join(cells) + " |")
+    out += ["", "Answered by the front door's cache (X-Cache-Status HIT) of the successful "
+            "product requests: " + "; ".join(
+                f"{c} clients " + ", ".join(
+                    f"{k} {v.get('HIT', 0)}/{sum(v.values())}"
+                    for k, v in sorted(phases[c]["cache"].items()))
+                for c in keys)]
     return out
 
 
@@ -1367,6 +1441,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "(default %(default)s)")
     ap.add_argument("--mix", type=parse_mix, default=parse_mix(DEFAULT_MIX),
                     help=f"relative weights of the request kinds (default {DEFAULT_MIX})")
+    ap.add_argument("--products", choices=("cold", "warm"), default="cold",
+                    help="cold (default): product requests (dlget: sdm_full, soda_cutout, "
+                         "preview) are spelt so that the front door's cache cannot answer them "
+                         "(equivalent percent escapes): every one is computed "
+                         "by a worker, as for the long tail of a large archive; warm: the plain "
+                         "spelling, so repeated products come from the cache (with the demo's "
+                         "few hundred spectra nearly all of them after a few minutes)")
     ap.add_argument("--compare", default="",
                     help="worker set-ups to run one after the other, e.g. `1,default`: "
                          "each is started with `WORKERS=N etc/dachsctl restart` (needs "
@@ -1425,7 +1506,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("--compare needs the multi-worker set-up (`etc/dachsctl pids`), which this "
                  "checkout lacks; run without --compare")
     cfg = Config(base=args.url, mix=args.mix, timeout=args.timeout, seed=args.seed,
-                 interval=args.interval, use_dachsctl=has_pids, error_pause=args.error_pause)
+                 interval=args.interval, use_dachsctl=has_pids, error_pause=args.error_pause,
+                 cold=args.products == "cold")
     log(f"waiting for {args.url} to answer")
     wait_ready(args.url, args.ready_timeout)
     targets = fetch_targets(args.url)
@@ -1438,7 +1520,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "command": " ".join(["bench/load.py", *(argv if argv is not None else sys.argv[1:])]),
         "url": args.url, "mix": args.mix, "clients": args.clients, "requests": args.requests,
-        "duration_s": args.duration, "timeout_s": args.timeout,
+        "duration_s": args.duration, "timeout_s": args.timeout, "products": args.products,
         "worker_discovery": "etc/dachsctl pids" if has_pids else "ps (dachs serve start)",
         "rss_note": "sum of RSS over the DaCHS worker processes and their descendants; "
                     "nginx and PostgreSQL not included (PostgreSQL: PSS, separately)",
@@ -1495,8 +1577,8 @@ def main(argv: list[str] | None = None) -> int:
     result["rss_samples"] = sampler.samples
     print("\n## Load benchmark: " + result["command"])
     print(f"\n{len(targets.dids)} public spectra as targets ({len(targets.knn_dids)} with "
-          f"latents); mix {args.mix}; RSS: {result['rss_note']}; workers found via "
-          f"{result['worker_discovery']}.")
+          f"latents); mix {args.mix}; products {args.products}; RSS: {result['rss_note']}; "
+          f"workers found via {result['worker_discovery']}.")
     print("\n".join(lines))
     log(f"saved {save('load', result)}")
     return 0
