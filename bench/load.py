@@ -238,7 +238,7 @@ def band(lo: float, hi: float, rng: random.Random, vary: bool) -> str:
 
 
 def make_request(kind: str, rng: random.Random, t: Targets, base: str,
-                 cold: bool = True) -> Req:
+                 cold: bool = True, spell: random.Random | None = None) -> Req:
     """Draw a request of the given kind aimed at a random real row.
 
     Parameters
@@ -254,11 +254,16 @@ def make_request(kind: str, rng: random.Random, t: Targets, base: str,
     cold : bool
         Spell the query of product requests (dlget) so that the front
         door's cache cannot answer them (see `encode_query`).
+    spell : random.Random, optional
+        The generator for those spellings: not seeded, so that a second
+        phase with the same seeded requests never meets the cache entries
+        the first one left (default: ``rng``).
 
     Returns
     -------
     Req
     """
+    spell = spell or rng
     i = rng.randrange(len(t.dids))
     did = t.dids[i]
     ra, dec = t.positions[i]
@@ -286,13 +291,13 @@ def make_request(kind: str, rng: random.Random, t: Targets, base: str,
                    query=encode_query({"ID": did}, rng, False))
     if kind == "sdm_full":
         return Req(kind, "GET", f"{base}/harps/q/sdl/dlget", query=encode_query(
-            {"ID": did, "FORMAT": "application/x-votable+xml"}, rng, cold))
+            {"ID": did, "FORMAT": "application/x-votable+xml"}, spell, cold))
     if kind == "soda_cutout":
         return Req(kind, "GET", f"{base}/harps/q/sdl/dlget", query=encode_query(
-            {"ID": did, "BAND": band(6.55e-7, 6.57e-7, rng, cold)}, rng, cold))
+            {"ID": did, "BAND": band(6.55e-7, 6.57e-7, spell, cold)}, spell, cold))
     if kind == "preview":
         return Req(kind, "GET", f"{base}/harps/q/pv/dlget",
-                   query=encode_query({"ID": did}, rng, cold))
+                   query=encode_query({"ID": did}, spell, cold))
     raise ValueError(kind)
 
 
@@ -660,6 +665,7 @@ def run_load(cfg: Config, targets: Targets, clients: int, max_requests: int | No
 
     def client(i: int) -> None:
         rng = random.Random(seed * 1000 + i)
+        spell = random.Random()         # seeded from the OS: see make_request
         session = local_session()
         while not stop.is_set():
             with lock:
@@ -668,8 +674,8 @@ def run_load(cfg: Config, targets: Targets, clients: int, max_requests: int | No
                     break
                 issued[0] += 1
             kind = rng.choices(kinds, weights)[0]
-            o = send(session, make_request(kind, rng, targets, cfg.base, cfg.cold), cfg.timeout,
-                     cfg.clock0)
+            o = send(session, make_request(kind, rng, targets, cfg.base, cfg.cold, spell),
+                     cfg.timeout, cfg.clock0)
             outcomes.append(o)
             if o.result != "ok":
                 session.close()       # a fresh connection after any failure
