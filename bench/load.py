@@ -944,20 +944,26 @@ def run_phases(cfg: Config, targets: Targets, sampler: Sampler, args: argparse.N
         run_load(cfg, targets, 4, args.warmup, 120, seed=99)
         return sorted(serve_pids())
 
-    expected_n = len(serve_pids())
+    # dachsctl's default is one worker per core (nproc)
+    expected_n = (len(serve_pids()) if setting is None else
+                  int(setting) if setting.isdigit() else len(os.sched_getaffinity(0)))
     expected = warm_up()
     out = {}
     for c in clients:
         for attempt in range(args.retries + 1):
-            if setting is not None and len(serve_pids()) != expected_n:
-                log(f"{label}: {len(serve_pids())} workers run, not {expected_n} (someone "
+            for _ in range(3):
+                if setting is None or len(expected) == expected_n:
+                    break
+                log(f"{label}: {len(expected)} workers run, not {expected_n} (someone "
                     f"else restarted the service); restarting with ours")
                 restart(setting, cfg.base, args.ready_timeout)
                 expected = warm_up()
             res = phase(cfg, targets, sampler, c, args.requests, args.duration,
                         f"{label} {c} clients", seed=c)
             res["attempt"] = attempt + 1
-            if res["rss"] and sorted(sampler.samples[-1]["pids"]) != expected:
+            if res["rss"] and (sorted(sampler.samples[-1]["pids"]) != expected or (
+                    setting is not None and not res["rss"]["workers_min"]
+                    == res["rss"]["workers_max"] == expected_n)):
                 res["worker_pids_changed"] = res["disturbed"] = True
             if not res["disturbed"]:
                 break
