@@ -273,7 +273,7 @@ def _mjd_from_iso(date_obs: str) -> float | None:
         t = datetime.datetime.fromisoformat(date_obs.strip())
     except ValueError:
         return None
-    return (t - datetime.datetime(1858, 11, 17)).total_seconds() / 86400.0
+    return (t - harps.MJD_EPOCH).total_seconds() / 86400.0
 
 
 def _check_plausible(meta: SpectrumMeta) -> None:

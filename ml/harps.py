@@ -9,7 +9,13 @@ name says otherwise.
 
 from __future__ import annotations
 
+import datetime
+
 import numpy as np
+
+# --- Time -------------------------------------------------------------------
+#: MJD 0: 1858-11-17T00:00:00 UTC (naive datetime; ``.date()`` for day counts).
+MJD_EPOCH = datetime.datetime(1858, 11, 17)
 
 # --- Instrument and site ---------------------------------------------------
 INSTRUMENT = "HARPS"

@@ -586,7 +586,7 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     <LOOP>
       <codeItems>
         from gavo.rscdef import getStandardPubDID
-        from harps_service.rows import EXAMPLE_ACCREF
+        from harps_site import EXAMPLE_ACCREF
         yield {"exampleDID": getStandardPubDID(EXAMPLE_ACCREF)}
       </codeItems>
       <events>
@@ -686,7 +686,7 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     <LOOP>
       <codeItems>
         from gavo.rscdef import getStandardPubDID
-        from harps_service.rows import EXAMPLE_ACCREF
+        from harps_site import EXAMPLE_ACCREF
         yield {"exampleDID": getStandardPubDID(EXAMPLE_ACCREF)}
       </codeItems>
       <events>

@@ -35,7 +35,7 @@ def write_s1d(path: Path, flux: np.ndarray, *, step: float, obj: str, berv: floa
     hdu = fits.PrimaryHDU(flux.astype(np.float32))
     h = hdu.header
     h["INSTRUME"], h["OBJECT"], h["RA"], h["DEC"] = "HARPS", obj, 10.0, -20.0
-    h["DATE-OBS"] = (np.datetime64("1858-11-17") + np.timedelta64(int(round(mjd * 86400e3)),
+    h["DATE-OBS"] = (np.datetime64(harps.MJD_EPOCH) + np.timedelta64(int(round(mjd * 86400e3)),
                                                                   "ms")).astype(str)
     h["MJD-OBS"], h["EXPTIME"] = mjd, 300.0
     h["CRVAL1"], h["CDELT1"], h["CRPIX1"] = wave0, step, 1.0

@@ -23,7 +23,6 @@ FORMATS = ("adp", "s1d", "both")
 ERR_MODES = ("nan", "real")
 #: First night of HARPS science operations used by the generator.
 HARPS_START = dt.date(2003, 12, 1)
-MJD_EPOCH = dt.date(1858, 11, 17)
 #: Coarsest sampling the generator accepts, Angstrom.
 MAX_STEP = 10.0
 #: Observations per night at most: the slot number is the millisecond field
@@ -131,8 +130,8 @@ class SynthConfig:
         (the year before ``today``) late enough that it has not; DATE-OBS
         may fall on the UT day after the night's date.
         """
-        today = (self.today - MJD_EPOCH).days
-        first = (HARPS_START - MJD_EPOCH).days
+        today = (self.today - harps.MJD_EPOCH.date()).days
+        first = (HARPS_START - harps.MJD_EPOCH.date()).days
         n_prop = int(round(self.proprietary_fraction * self.n_spectra))
         return ((today - 364, 363, n_prop),
                 (first, today - 366 - first + 1, self.n_spectra - n_prop))
@@ -140,7 +139,7 @@ class SynthConfig:
     def _check_capacity(self) -> None:
         for start, nights, count in self.windows():
             if count > max(nights, 0) * SLOTS_PER_NIGHT:
-                day = MJD_EPOCH + dt.timedelta(days=start)
+                day = harps.MJD_EPOCH.date() + dt.timedelta(days=start)
                 raise ConfigError("n_spectra", f"{count} spectra do not fit in {max(nights, 0)} "
                                   f"nights from {day} (at most {SLOTS_PER_NIGHT} per night); "
                                   "lower it, the proprietary fraction, or move --today")

@@ -45,13 +45,11 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
+import harps_site
 from harps_service import manifest
+from harps_site import INPUTS_DIR, RD_ID, schema_of
 from ml import fitsio
 
-#: The resource DaCHS publishes (etc/dachsctl deploys it to /var/gavo/inputs/harps);
-#: benchmarks deploy the same RD under other names (resdir name = schema).
-RD_ID = "harps/q"
-INPUTS_DIR = "/var/gavo/inputs"
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
 #: Test hook: ``HARPS_INGEST_FAULT=<point>`` makes harps-ingest SIGKILL itself
 #: at that point (``validate``, ``place``, ``after-place``, ``before-import``,
@@ -134,11 +132,6 @@ def archive_relpath(meta: fitsio.SpectrumMeta) -> str:
     return os.path.join("data", meta.layout.lower(), year, meta.canonical_name)
 
 
-def schema_of(rd_id: str) -> str:
-    """The DB schema of one of our RDs (resource directory name = schema)."""
-    return rd_id.split("/", 1)[0]
-
-
 def _same_or_refused(plan: Plan, existing: str, path: str, conflict: str) -> None:
     """A second file for a product: unchanged if byte-identical, else refused."""
     if filecmp.cmp(existing, path, shallow=False):
@@ -196,23 +189,13 @@ def make_plan(results: Iterable[fitsio.SpectrumMeta | Refusal], resdir: str,
     return plan
 
 
-def _owner_ids() -> tuple[int, int]:
-    import grp
-    import pwd
-    try:
-        return pwd.getpwnam("dachsroot").pw_uid, grp.getgrnam("gavo").gr_gid
-    except KeyError:
-        return -1, -1
-
-
-def _makedirs(path: str, uid: int, gid: int, chown: bool) -> None:
+def _makedirs(path: str) -> None:
     """Create archive directories owned by the DaCHS admin, as deploy does."""
     if os.path.isdir(path):
         return
-    _makedirs(os.path.dirname(path), uid, gid, chown)
+    _makedirs(os.path.dirname(path))
     os.mkdir(path, 0o775)
-    if chown:
-        os.chown(path, uid, gid)
+    harps_site.chown_to_dachs(path)
 
 
 def place(new: Sequence[tuple[str, str, fitsio.SpectrumMeta]]) -> list[str]:
@@ -223,19 +206,16 @@ def place(new: Sequence[tuple[str, str, fitsio.SpectrumMeta]]) -> list[str]:
     name and renamed, so a crash never leaves a half-written file under an
     archive name.
     """
-    uid, gid = _owner_ids()
-    chown = uid >= 0 and os.geteuid() == 0
     placed: list[str] = []
     try:
         for src, dest, _ in new:
-            _makedirs(os.path.dirname(dest), uid, gid, chown)
+            _makedirs(os.path.dirname(dest))
             tmp = f"{dest}.partial-{os.getpid()}"
             shutil.copyfile(src, tmp)
             if placed:
                 fault_point("place")
             os.chmod(tmp, 0o644)
-            if chown:
-                os.chown(tmp, uid, gid)
+            harps_site.chown_to_dachs(tmp)
             os.replace(tmp, dest)
             placed.append(dest)
     except OSError:
@@ -267,10 +247,8 @@ def write_manifest(new: Sequence[tuple[str, str, fitsio.SpectrumMeta]], resdir: 
 
 def dachs_import(rd_id: str = RD_ID, data_id: str = "import_batch") -> subprocess.CompletedProcess:
     """Run ``dachs imp <rd> <data_id>`` as the DaCHS admin user."""
-    cmd = ["dachs", "--ui=stingy", "imp", rd_id, data_id]
-    if os.geteuid() == 0:
-        cmd = ["runuser", "-u", "dachsroot", "--"] + cmd
-    return subprocess.run(cmd, capture_output=True, text=True)
+    return subprocess.run(harps_site.dachs_command("imp", rd_id, data_id),
+                          capture_output=True, text=True)
 
 
 def ingest(paths: Sequence[str], *, rd_id: str = RD_ID, workers: int = 2,

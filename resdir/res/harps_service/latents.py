@@ -35,8 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
+import harps_site
 from harps_service import modelcard
-from harps_service.ingest import INPUTS_DIR, RD_ID, schema_of
+from harps_site import INPUTS_DIR, RD_ID, resdir_of, schema_of
 
 N_NEIGHBOURS = 10
 BIN = Path(sys.executable).parent
@@ -44,10 +45,6 @@ BIN = Path(sys.executable).parent
 
 class LatentsError(RuntimeError):
     """A failed step, saying which."""
-
-
-def resdir_of(rd_id: str) -> Path:
-    return Path(INPUTS_DIR) / schema_of(rd_id)
 
 
 def run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
@@ -59,12 +56,7 @@ def run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
 
 
 def dachs(*args: str) -> None:
-    cmd = ["dachs", "--ui=stingy", *args]
-    if os.geteuid() == 0:
-        cmd = ["runuser", "-u", "dachsroot", "--", "env",
-               f"PATH={resdir_of(RD_ID) / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-               *cmd]
-    run(cmd, f"dachs {' '.join(args)}")
+    run(harps_site.dachs_command(*args), f"dachs {' '.join(args)}")
 
 
 def query(sql: str, args: dict | None = None) -> list[tuple]:
@@ -176,13 +168,7 @@ def refresh_neighbours(rd_id: str) -> int:
 # ---------------------------------------------------------------------------
 
 def _own(path: Path) -> None:
-    import grp
-    import pwd
-    if os.geteuid() != 0:
-        return
-    uid, gid = pwd.getpwnam("dachsroot").pw_uid, grp.getgrnam("gavo").gr_gid
-    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
-        os.chown(p, uid, gid)
+    harps_site.chown_to_dachs(*([path, *path.rglob("*")] if path.is_dir() else [path]))
 
 
 def _csv_with_model(src: Path, dest: Path, model_id: str, keep: list[str]) -> None:

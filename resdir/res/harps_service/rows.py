@@ -24,11 +24,6 @@ try:  # the grammar base class only exists inside DaCHS
 except ImportError:  # pragma: no cover - unit tests import archive_row alone
     CustomRowIterator = object
 
-MJD_EPOCH = datetime.date(1858, 11, 17)
-
-#: The real ESO ADP (IC 4651 No 9122, from ../shared) the service examples point to.
-EXAMPLE_ACCREF = "harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits"
-
 
 def release_date(mjd_obs: float) -> datetime.date:
     """End of the proprietary period for an observation starting at ``mjd_obs``.
@@ -43,7 +38,7 @@ def release_date(mjd_obs: float) -> datetime.date:
     datetime.date
         Observation date plus ``ml.harps.PROPRIETARY_PERIOD_DAYS``.
     """
-    obs_date = MJD_EPOCH + datetime.timedelta(days=int(mjd_obs))
+    obs_date = harps.MJD_EPOCH.date() + datetime.timedelta(days=int(mjd_obs))
     return obs_date + datetime.timedelta(days=harps.PROPRIETARY_PERIOD_DAYS)
 
 
