@@ -43,7 +43,7 @@ ingest: ## import a directory tree of HARPS files: make ingest DATA=<dir>
 	$(VENV)/bin/harps-ingest $(DATA)
 
 check: ## self-check of the running service (DaCHS regression suite)
-	runuser -u dachsroot -- env PATH=/var/gavo/inputs/harps/bin:$$PATH dachs test -v harps/q
+	etc/dachsctl selftest -v
 
 demo: install ## everything: install, start, demo archive + latent layer, self-check
 	etc/demo

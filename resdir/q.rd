@@ -225,10 +225,8 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
       through bin/gavo) -->
     <LOOP>
       <codeItems>
-        import harps_service.latent_udf  # noqa: registers gavo_latentdist
-        from harps_service import hardening
-        hardening.install_server()
-        yield from ()
+        from harps_service import rdcode
+        yield from rdcode.install_server_extensions()
       </codeItems>
       <events/>
     </LOOP>
@@ -248,12 +246,8 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
         z1, z2, ... columns; the vector gavo_latentdist(knn, ...) compares."/>
     <LOOP>
       <codeItems>
-        import os
-        from harps_service.latentrows import informative_columns
-        for d in informative_columns(os.path.join(base.getConfig("inputsDir"),
-            context.forRD.split("/")[0], "models")):
-          yield {"column": d["column"], "dim": str(d["dim"]),
-            "description": d["description"]}
+        from harps_service import rdcode
+        yield from rdcode.informative_items(context.forRD)
       </codeItems>
       <events>
         <column name="\column" type="real" ucd="stat.fit.param"
@@ -518,9 +512,8 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     them in the server, which preloads this RD -->
   <LOOP>
     <codeItems>
-      from harps_service import webfixes
-      webfixes.install()
-      yield from ()
+      from harps_service import rdcode
+      yield from rdcode.install_web_fixes()
     </codeItems>
     <events/>
   </LOOP>
@@ -585,9 +578,8 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
       (the real ADP of IC 4651 No 9122) is put in when the RD is read -->
     <LOOP>
       <codeItems>
-        from gavo.rscdef import getStandardPubDID
-        from harps_site import EXAMPLE_ACCREF
-        yield {"exampleDID": getStandardPubDID(EXAMPLE_ACCREF)}
+        from harps_service import rdcode
+        yield from rdcode.example_items()
       </codeItems>
       <events>
         <meta name="_example" title="Datalink document of a spectrum">
@@ -685,9 +677,8 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     <!-- as in sdl: the example DID is put in when the RD is read -->
     <LOOP>
       <codeItems>
-        from gavo.rscdef import getStandardPubDID
-        from harps_site import EXAMPLE_ACCREF
-        yield {"exampleDID": getStandardPubDID(EXAMPLE_ACCREF)}
+        from harps_service import rdcode
+        yield from rdcode.example_items()
       </codeItems>
       <events>
         <meta name="_example" title="Preview of a spectrum">
@@ -845,33 +836,42 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
       </code>
     </regTest>
 
-    <regTest title="Datalink metadata lists SDM, original file and preview">
-      <url ID="harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits"
-        >sdl/dlmeta</url>
-      <code>
-        self.assertHasStrings("#this", "#preview",
-          "content=archive-original", "BAND")
-      </code>
-    </regTest>
+    <!-- the example product (harps_site.EXAMPLE_ACCREF), put in when the RD is read -->
+    <LOOP>
+      <codeItems>
+        from harps_service import rdcode
+        yield from rdcode.example_items()
+      </codeItems>
+      <events>
+        <regTest title="Datalink metadata lists SDM, original file and preview">
+          <url ID="\exampleAccref"
+            >sdl/dlmeta</url>
+          <code>
+            self.assertHasStrings("#this", "#preview",
+              "content=archive-original", "BAND")
+          </code>
+        </regTest>
 
-    <regTest title="Datalink dlget returns the SDM VOTable of the ADP">
-      <url ID="harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits"
-        FORMAT="application/x-votable+xml;serialization=tabledata"
-        BAND="6.56e-7 6.5601e-7">sdl/dlget</url>
-      <code>
-        self.assertHasStrings("spec:Spectrum", "IC4651No9122",
-          "&lt;TD>6560.0", "&lt;TD>6560.01")
-        self.assertLacksStrings("&lt;TD>6559.99")
-      </code>
-    </regTest>
+        <regTest title="Datalink dlget returns the SDM VOTable of the ADP">
+          <url ID="\exampleAccref"
+            FORMAT="application/x-votable+xml;serialization=tabledata"
+            BAND="6.56e-7 6.5601e-7">sdl/dlget</url>
+          <code>
+            self.assertHasStrings("spec:Spectrum", "IC4651No9122",
+              "&lt;TD>6560.0", "&lt;TD>6560.01")
+            self.assertLacksStrings("&lt;TD>6559.99")
+          </code>
+        </regTest>
 
-    <regTest title="SODA cutout in FITS comes back as FITS">
-      <url ID="harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits"
-        FORMAT="application/fits" BAND="5.0e-7 5.001e-7">sdl/dlget</url>
-      <code>
-        self.assertEqual(self.data[:9], b"SIMPLE  =")
-      </code>
-    </regTest>
+        <regTest title="SODA cutout in FITS comes back as FITS">
+          <url ID="\exampleAccref"
+            FORMAT="application/fits" BAND="5.0e-7 5.001e-7">sdl/dlget</url>
+          <code>
+            self.assertEqual(self.data[:9], b"SIMPLE  =")
+          </code>
+        </regTest>
+      </events>
+    </LOOP>
 
     <regTest title="TAP sync sees the HARPS table">
       <url LANG="ADQL" REQUEST="doQuery" RESPONSEFORMAT="csv"

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 from astropy.io import fits
-from conftest import SHARED, require
+from support import SHARED, require
 
 from ml import fitsio, harps
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SHARED, require
+from support import SHARED, require
 
 from ml import fitsio, harps
 from ml import preprocess as pp

@@ -22,12 +22,14 @@ from pathlib import Path
 import pytest
 import pyvo
 import requests
-from conftest import REPO, require
+from support import REPO, require
+
+import harps_site
 
 pytestmark = pytest.mark.server
 
 #: What no error message may contain: SQL, PostgreSQL's wording, file paths.
-LEAKS = ("SELECT ", "psycopg2", "relation \"", "/var/gavo", "/usr/lib", "Traceback")
+LEAKS = ("SELECT ", "psycopg2", "relation \"", harps_site.GAVO_ROOT, "/usr/lib", "Traceback")
 
 
 def _psql(sql: str) -> str:
@@ -186,15 +188,14 @@ def _mode(path: Path) -> int:
 
 
 @pytest.mark.parametrize("path", [
-    "/etc/gavo.rc", "/var/gavo/etc/dsn", "/var/gavo/etc/feed",
-    "/var/gavo/etc/trustedquery", "/var/gavo/etc/untrustedquery",
-    "/var/gavo/etc/harps-admin-password"])
+    "/etc/gavo.rc", *(f"{harps_site.GAVO_ROOT}/etc/{name}" for name in (
+        "dsn", "feed", "trustedquery", "untrustedquery", "harps-admin-password"))])
 def test_secrets_are_readable_by_dachs_only(path):
     p = Path(path)
     require(p.exists(), f"{path} missing (DaCHS not installed)")
     assert _mode(p) & 0o007 == 0, f"{path} is {oct(_mode(p))}: others may read it"
     assert _mode(p) & 0o020 == 0, f"{path} is {oct(_mode(p))}: the group may write it"
-    assert p.stat().st_gid == __import__("grp").getgrnam("gavo").gr_gid
+    assert p.stat().st_gid == __import__("grp").getgrnam(harps_site.DACHS_GROUP).gr_gid
 
 
 def test_dachsctl_prints_usage_without_root_check():

@@ -66,7 +66,7 @@ def iso_ms(ms: int) -> str:
     Parameters
     ----------
     ms : int
-        Milliseconds since 1858-11-17T00:00:00 UTC.
+        Milliseconds since MJD 0 (``ml.harps.MJD_EPOCH``).
 
     Returns
     -------

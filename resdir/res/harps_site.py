@@ -5,9 +5,11 @@ with which ``PATH`` its ``dachs`` command runs, who owns archive files, and
 the example product the service's documentation points to.  Everything else
 imports them from here: the service-side code (:mod:`harps_service`), the
 learned layer's defaults (:mod:`ml.encode`), the tests and the benchmarks;
-the shell scripts (``etc/dachsctl``, ``etc/demo``, the Makefile) read them
-from ``python3 resdir/res/harps_site.py --shell``.  ``tests/test_layout.py``
-greps the tree for second definitions.
+the shell scripts (``etc/dachsctl``, ``etc/demo``, the Makefile) source
+``etc/site.sh``, which ``python3 resdir/res/harps_site.py --shell`` writes
+(a fresh machine has no Python before ``etc/dachsctl system``; the file is
+in git and ``tests/test_layout.py`` checks that it is up to date).
+``tests/test_layout.py`` also greps the tree for second definitions.
 
 The module needs nothing but the standard library: DaCHS's Python, the
 venv and ``/bin/sh`` through ``--shell`` all read it.  DaCHS's own
@@ -133,8 +135,13 @@ def chown_to_dachs(*paths: str | os.PathLike) -> None:
         os.chown(p, *ids)
 
 
+SHELL_HEADER = ("# Deployment facts for shell scripts and make, written by\n"
+                "#   python3 resdir/res/harps_site.py --shell > etc/site.sh\n"
+                "# from resdir/res/harps_site.py; do not edit (tests/test_layout.py checks it).")
+
+
 def shell_assignments() -> list[str]:
-    """The facts as ``NAME=value`` lines for ``eval`` in shell scripts."""
+    """The facts as ``NAME=value`` lines, for ``sh`` (``.``) and make (``include``)."""
     facts = {"GAVO_ROOT": GAVO_ROOT, "INPUTS_DIR": INPUTS_DIR, "RES_NAME": RES_NAME,
              "RD_ID": RD_ID, "DACHS_USER": DACHS_USER, "DACHS_GROUP": DACHS_GROUP,
              "DACHS_UI": DACHS_UI, "EXAMPLE_ACCREF": EXAMPLE_ACCREF}
@@ -145,9 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python3 harps_site.py --shell``: print :func:`shell_assignments`."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv != ["--shell"]:
-        print("usage: harps_site.py --shell   (NAME=value lines for sh's eval)", file=sys.stderr)
+        print("usage: harps_site.py --shell > etc/site.sh", file=sys.stderr)
         return 2
-    print("\n".join(shell_assignments()))
+    print("\n".join([SHELL_HEADER, *shell_assignments()]))
     return 0
 
 

@@ -1,0 +1,119 @@
+"""The house rules, checked: one place per deployment fact, no import circles,
+server tests marked, long functions explained.
+
+All of these read the source tree; none needs the service.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+
+import importgraph
+import pytest
+from support import REPO, require
+
+import harps_site
+
+#: Deployment facts: a pattern that only their home may contain, and the home.
+#: (Markdown documentation may quote them; etc/site.sh is generated from
+#: harps_site.)
+FACTS = {
+    "inputs directory": (r"/var/gavo/inputs", "resdir/res/harps_site.py"),
+    "DaCHS root": (r"""["'=]/var/gavo\b""", "resdir/res/harps_site.py"),
+    "DaCHS admin user": (r"dachsroot", "resdir/res/harps_site.py"),
+    "quiet DaCHS UI": (r"--ui=stingy", "resdir/res/harps_site.py"),
+    "RD id": (r"""["']harps/q["']""", "resdir/res/harps_site.py"),
+    "uid/gid lookup": (r"""get(pw|gr)nam\(["']""", "resdir/res/harps_site.py"),
+    "example accref": (r"adp/2006/ADP\.2014-09-16T11_04_45\.123", "resdir/res/harps_site.py"),
+    "schema_of": (r"def schema_of\b", "resdir/res/harps_site.py"),
+    "MJD epoch": (r"1858", "ml/harps.py"),
+}
+#: Files that may repeat facts: documentation, and the generated shell copy.
+NOT_CODE = re.compile(r"\.md$|^etc/site\.sh$|^shared/")
+
+
+def _tracked() -> list[str]:
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                           cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    return [f for f in files if not NOT_CODE.search(f) and (REPO / f).is_file()]
+
+
+def _text(path: str) -> str:
+    try:
+        return (REPO / path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:  # binary files hold no facts
+        return ""
+
+
+@pytest.mark.parametrize("fact", sorted(FACTS))
+def test_each_deployment_fact_is_defined_once(fact):
+    pattern, home = FACTS[fact]
+    me = "tests/test_layout.py"
+    elsewhere = [f"{f}:{n}: {line.strip()}"
+                 for f in _tracked() if f not in (home, me)
+                 for n, line in enumerate(_text(f).splitlines(), 1)
+                 if re.search(pattern, line)]
+    assert not elsewhere, (f"the {fact} is defined in {home}; import it from there "
+                           "(shell: etc/site.sh) instead of repeating it:\n"
+                           + "\n".join(elsewhere))
+
+
+def test_shell_copy_of_the_facts_is_up_to_date():
+    """etc/site.sh is what ``harps_site.py --shell`` writes (rerun it after an edit)."""
+    fresh = subprocess.run([sys.executable, str(REPO / "resdir/res/harps_site.py"), "--shell"],
+                           capture_output=True, text=True, check=True).stdout
+    assert (REPO / "etc" / "site.sh").read_text() == fresh, (
+        "etc/site.sh is stale: python3 resdir/res/harps_site.py --shell > etc/site.sh")
+
+
+def test_the_rd_declares_the_schema_harps_site_names():
+    """DaCHS reads the schema from q.rd itself: it must be :data:`harps_site.RES_NAME`."""
+    rd = (REPO / "resdir" / "q.rd").read_text()
+    assert re.search(r'<resource schema="([^"]+)"', rd).group(1) == harps_site.RES_NAME
+
+
+def test_dachs_configuration_agrees_on_the_inputs_directory():
+    try:
+        from gavo import base
+    except ImportError:
+        require(False, "DaCHS (gavo) is not importable")
+    assert base.getConfig("inputsDir") == harps_site.INPUTS_DIR
+
+
+def test_no_import_cycles():
+    found = importgraph.cycles(importgraph.graph())
+    assert not found, f"import cycles: {found}"
+
+
+def test_the_import_walker_sees_a_deferred_import_as_an_edge():
+    edges = importgraph.graph()
+    assert "harps_service.latents" in edges["harps_service.ingest"]  # inside a function
+    assert importgraph.cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
+
+
+def _uses_fixture(tree: ast.Module, names: set[str]) -> bool:
+    """Whether a test or fixture asks for one of conftest's fixtures ``names``."""
+    own = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    return any(isinstance(n, ast.FunctionDef) and {a.arg for a in n.args.args} & (names - own)
+               for n in ast.walk(tree))
+
+
+def _marked_server(tree: ast.Module) -> bool:
+    for node in tree.body:
+        if (isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets)):
+            return "server" in ast.unparse(node.value)
+    return False
+
+
+def test_every_module_that_needs_the_service_is_marked_server():
+    """``make test-fast`` (``-m 'not server'``) must never start or need DaCHS."""
+    unmarked = []
+    for path in sorted((REPO / "tests").glob("test_*.py")):
+        tree = ast.parse(path.read_text())
+        if _uses_fixture(tree, {"service", "real_files"}) and not _marked_server(tree):
+            unmarked.append(path.name)
+    assert not unmarked, f"use the service but lack pytestmark = pytest.mark.server: {unmarked}"
