@@ -14,7 +14,8 @@ WORK ?= $(CURDIR)/var
 
 export PORT BIND SERVER_URL AUTHORITY VENV WORK WORKERS
 
-.PHONY: demo test install deploy start stop restart status ingest check bench lint help
+.PHONY: demo test test-fast test-server install deploy start stop restart status ingest check \
+	bench lint help
 
 help:
 	@sed -n '1,3p' Makefile; echo; grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*##/ --/'
@@ -48,9 +49,20 @@ check: ## self-check of the running service (DaCHS regression suite)
 demo: install ## everything: install, start, demo archive + latent layer, self-check
 	etc/demo
 
-test: install ## the whole test suite against the live service (with the demo archive)
+test: install ## the whole suite: test-fast, then the demo and the server tests
+	$(PY) -m pytest -m 'not server'
 	etc/demo
-	$(PY) -m pytest
+	$(PY) -m pytest -m server
+
+# the venv alone (Debian's python3-venv, torch, pyvo): what test-fast needs
+$(PY):
+	etc/dachsctl venv
+
+test-fast: $(PY) ## the tests that need no server: no DaCHS started, under a minute
+	$(PY) -m pytest -m 'not server'
+
+test-server: install ## only the tests against the live service (starts it as needed)
+	$(PY) -m pytest -m server
 
 bench: demo ## benchmarks against the demo service (see bench/README.md)
 	$(PY) bench/run.py
