@@ -23,7 +23,7 @@ help:
 install: ## Debian packages, venv, DaCHS configuration, deployment; starts the service
 	etc/dachsctl all
 
-deploy: ## copy resdir/ and the ml package to DaCHS after editing them
+deploy: ## copy resdir/ (RD, res/ Python) to DaCHS after editing it
 	etc/dachsctl deploy
 	etc/dachsctl restart
 

@@ -102,7 +102,7 @@ def canonical_product_id(name: str) -> str:
 
     The archive stores ``ADP.2014-09-16T11:04:45.123`` as
     ``ADP.2014-09-16T11_04_45.123.fits`` (see
-    :attr:`ml.fitsio.SpectrumMeta.canonical_name`): the two ``_`` of the
+    :attr:`harps_data.fitsio.SpectrumMeta.canonical_name`): the two ``_`` of the
     time of day are ``:`` again.
     """
     return os.path.basename(name).removesuffix(".fits").replace("_", ":", 2)

@@ -29,7 +29,7 @@ FACTS = {
     "uid/gid lookup": (r"""get(pw|gr)nam\(["']""", "resdir/res/harps_site.py"),
     "example accref": (r"adp/2006/ADP\.2014-09-16T11_04_45\.123", "resdir/res/harps_site.py"),
     "schema_of": (r"def schema_of\b", "resdir/res/harps_site.py"),
-    "MJD epoch": (r"1858", "ml/harps.py"),
+    "MJD epoch": (r"1858", "resdir/res/harps_data/harps.py"),
 }
 #: Files that may repeat facts: documentation, and the generated shell copy.
 NOT_CODE = re.compile(r"\.md$|^etc/site\.sh$|^shared/")
@@ -117,3 +117,12 @@ def test_every_module_that_needs_the_service_is_marked_server():
         if _uses_fixture(tree, {"service", "real_files"}) and not _marked_server(tree):
             unmarked.append(path.name)
     assert not unmarked, f"use the service but lack pytestmark = pytest.mark.server: {unmarked}"
+
+
+def test_the_service_side_never_imports_the_learned_layer():
+    """What DaCHS imports (resdir/res) is deployed without ml/: it must not need it."""
+    edges = importgraph.graph()
+    service = [m for m in edges if m.split(".")[0] in ("harps_site", "harps_data", "harps_service")]
+    assert service
+    wrong = {m: sorted(t for t in edges[m] if t.split(".")[0] == "ml") for m in service}
+    assert not {m: t for m, t in wrong.items() if t}, wrong

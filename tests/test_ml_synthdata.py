@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
-
-from ml import fitsio, harps
+from harps_data import fitsio, harps
 
 WAVE0 = harps.ARCHIVE_WAVE_MIN  # 3781.0: whole pixels below MODEL_WAVE_MIN for 0.5 A
 LINES = np.random.default_rng(12345).uniform(3800.0, 6900.0, 150)
@@ -31,7 +30,7 @@ def synthetic_flux(wave: np.ndarray, teff: float, feh: float, rv: float) -> np.n
 
 def write_s1d(path: Path, flux: np.ndarray, *, step: float, obj: str, berv: float,
               mjd: float, wave0: float = WAVE0) -> Path:
-    """Write ``flux`` as a minimal HARPS DRS s1d file readable by :mod:`ml.fitsio`."""
+    """Write ``flux`` as a minimal HARPS DRS s1d file readable by :mod:`harps_data.fitsio`."""
     hdu = fits.PrimaryHDU(flux.astype(np.float32))
     h = hdu.header
     h["INSTRUME"], h["OBJECT"], h["RA"], h["DEC"] = "HARPS", obj, 10.0, -20.0

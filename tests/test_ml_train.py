@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support import REPO
 from test_ml_synthdata import make_archive
 
 import ml
@@ -141,7 +142,8 @@ def test_torchrun_two_processes(archive, tmp_path):
            "--max-steps", "5", "--batch-size", "2", "--val-fraction", "0.2",
            "--out", str(out), "--device", "cpu", "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+           # both import roots of the checkout (ml; harps_data and harps_site)
+           "PYTHONPATH": os.pathsep.join(str(REPO / root) for root in (".", "resdir/res"))}
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     ckpt = checkpoint.load(out / "last.ckpt")

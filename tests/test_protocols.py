@@ -10,9 +10,8 @@ import pyvo
 import requests
 from astropy.io import fits
 from astropy.io.votable import parse_single_table
+from harps_data import fitsio
 from support import EXAMPLE_ACCREF, SHARED, pub_did
-
-from ml import fitsio
 
 pytestmark = pytest.mark.server
 

@@ -2,7 +2,7 @@
 
 Fast by design: small archives on coarse grids, narrow wavelength ranges for
 the physics, one full-grid spectrum.  Every test compares against something
-independent (astropy, ml.fitsio, geometry, the seeds of another run) so that
+independent (astropy, harps_data.fitsio, geometry, the seeds of another run) so that
 it can fail.
 """
 
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from harps_data import fitsio, harps
 
-from ml import fitsio, harps
 from ml.synth import (
     SpectrumParams,
     SynthConfig,

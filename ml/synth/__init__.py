@@ -27,7 +27,7 @@ ml.synth``); ``--step 1.0`` for header-heavy benchmark files.
 
 Typical use (ground truth in ``obs.star`` and ``label_dict(obs)``)::
 
-    from ml import harps
+    from harps_data import harps
     from ml.synth import iter_observations, label_dict, render
 
     wave = harps.archive_grid(0.05)

@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from harps_data import harps
 from tqdm import tqdm
 
 import ml
-from ml import harps
 from ml.synth import labels, lines, products, spectrum
 from ml.synth.config import SynthConfig
 from ml.synth.observations import Observation, planner_for

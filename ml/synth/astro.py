@@ -24,8 +24,7 @@ import datetime as dt
 import math
 
 import numpy as np
-
-from ml import harps
+from harps_data import harps
 
 MJD_J2000 = 51544.5
 #: Light time for one astronomical unit, days.
@@ -66,7 +65,7 @@ def iso_ms(ms: int) -> str:
     Parameters
     ----------
     ms : int
-        Milliseconds since MJD 0 (``ml.harps.MJD_EPOCH``).
+        Milliseconds since MJD 0 (``harps_data.harps.MJD_EPOCH``).
 
     Returns
     -------

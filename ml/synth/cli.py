@@ -13,7 +13,8 @@ import argparse
 import datetime as dt
 import sys
 
-from ml import harps
+from harps_data import harps
+
 from ml.synth.archive import write_archive_config
 from ml.synth.config import ERR_MODES, FORMATS, ConfigError, SynthConfig
 

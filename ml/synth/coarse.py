@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from harps_data import harps
 from scipy import special
 
-from ml import harps
 from ml.synth import features, kernels, physics, telluric
 from ml.synth import lines as ld
 from ml.synth.exposure import INSTRUMENT_FWHM, ROT_SIGMA, SpectrumParams

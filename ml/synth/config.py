@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import math
 
-from ml import harps
+from harps_data import harps
 
 #: Command-line flag of each field, for error messages that name the option.
 FLAGS = {
@@ -100,8 +100,9 @@ class SynthConfig:
         if self.fmt not in FORMATS:
             raise ConfigError("fmt", f"must be one of {', '.join(FORMATS)}, got {self.fmt!r}")
         if self.fmt != "adp" and self.step >= 1.0:
-            raise ConfigError("fmt", f"{self.fmt!r} needs --step below 1 Angstrom (ml.fitsio reads "
-                              f"s1d files only with CDELT1 < 1), got --step {self.step}")
+            raise ConfigError("fmt", f"{self.fmt!r} needs --step below 1 Angstrom "
+                              "(harps_data.fitsio reads s1d files only with CDELT1 < 1), "
+                              f"got --step {self.step}")
         if self.err not in ERR_MODES:
             raise ConfigError("err", f"must be one of {', '.join(ERR_MODES)}, got {self.err!r}")
         if not isinstance(self.today, dt.date) or self.today < HARPS_START + dt.timedelta(800):

@@ -15,8 +15,8 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from harps_data import harps
 
-from ml import harps
 from ml.synth import astro
 from ml.synth import rng as rngmod
 from ml.synth.eso_instrument import N_VARIANTS, order_centres, variant

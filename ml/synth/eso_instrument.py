@@ -19,8 +19,8 @@ import functools
 import math
 
 import numpy as np
+from harps_data import harps
 
-from ml import harps
 from ml.synth import astro
 from ml.synth import rng as rngmod
 from ml.synth.fitswrite import Num, hcard

@@ -22,8 +22,8 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+from harps_data import harps
 
-from ml import harps
 from ml.synth import lines as ld
 from ml.synth import physics
 

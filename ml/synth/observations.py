@@ -32,8 +32,8 @@ import math
 from collections.abc import Iterator
 
 import numpy as np
+from harps_data import harps
 
-from ml import harps
 from ml.synth import astro
 from ml.synth import rng as rngmod
 from ml.synth.catalogue import Catalogue, Star, make_catalogue
@@ -110,7 +110,7 @@ class Observation:
 
     @property
     def airmass(self) -> float:
-        """Mean airmass of the exposure (as ``ml.fitsio`` reports it)."""
+        """Mean airmass of the exposure (as ``harps_data.fitsio`` reports it)."""
         return round(0.5 * (self.airmass_start + self.airmass_end), 4)
 
     @property

@@ -12,14 +12,14 @@ s1d
     and a stale ``DATASUM='0'`` without CHECKSUM, like real DRS files.
 
 Every primary header carries ``HIERARCH HARPSVO SYNTHETIC = T``
-(``ml.harps.SYNTHETIC_KEYWORD``): these are not ESO products.
+(``harps_data.harps.SYNTHETIC_KEYWORD``): these are not ESO products.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from harps_data import harps
 
-from ml import harps
 from ml.synth import astro, eso_drs, eso_instrument, exposure
 from ml.synth import rng as rngmod
 from ml.synth.fitswrite import Num, card, fmt_float, hcard, hdu_bytes

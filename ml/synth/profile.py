@@ -16,9 +16,9 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+from harps_data import harps
 from scipy import fft
 
-from ml import harps
 from ml.synth import features, kernels, physics, telluric
 from ml.synth import lines as ld
 from ml.synth.exposure import INSTRUMENT_FWHM, SpectrumParams

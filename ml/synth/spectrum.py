@@ -34,8 +34,8 @@ import functools
 import math
 
 import numpy as np
+from harps_data import harps
 
-from ml import harps
 from ml.synth import physics
 from ml.synth.coarse import coarse_spectrum
 from ml.synth.exposure import GAIN, READ_NOISE_NATIVE, SpectrumParams
@@ -56,7 +56,7 @@ def normalized_spectrum(p: SpectrumParams, wave: np.ndarray) -> np.ndarray:
     p : SpectrumParams
     wave : numpy.ndarray
         Shape ``(N,)``, barycentric air wavelengths in Angstrom, increasing
-        (normally ``ml.harps.archive_grid(step)``).
+        (normally ``harps_data.harps.archive_grid(step)``).
 
     Returns
     -------

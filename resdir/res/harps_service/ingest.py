@@ -7,7 +7,7 @@ Usage (as root, normally through ``make ingest DATA=<dir>``)::
 Steps, each visible in the output:
 
 1. **Validate** every ``*.fits`` file under the given paths with
-   :func:`ml.fitsio.validate` (headers *and* data: garbage, wrong
+   :func:`harps_data.fitsio.validate` (headers *and* data: garbage, wrong
    instrument, wrong layout, truncated and unreadable files are refused,
    one line each: ``REFUSED <file>: <reason>``).
 2. **Place** valid files in the archive tree under a name derived from the
@@ -45,10 +45,11 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
+from harps_data import fitsio
+
 import harps_site
 from harps_service import manifest
 from harps_site import INPUTS_DIR, RD_ID, schema_of
-from ml import fitsio
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
 #: Test hook: ``HARPS_INGEST_FAULT=<point>`` makes harps-ingest SIGKILL itself

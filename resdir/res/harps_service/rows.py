@@ -3,7 +3,7 @@
 The RD's ``import`` data element (``dachs imp harps/q import``, a rebuild from
 the archive tree) instantiates :class:`RowIterator` for each file; the
 tree only holds files that ``harps-ingest`` validated (data included), so
-the grammar reads headers only (about 1 ms per file, see :mod:`ml.fitsio`).
+the grammar reads headers only (about 1 ms per file, see :mod:`harps_data.fitsio`).
 ``harps-ingest`` itself goes through ``import_batch`` and
 :mod:`harps_service.manifest`, with the same mapping.
 
@@ -17,7 +17,7 @@ import datetime
 import os
 from typing import Any
 
-from ml import fitsio, harps
+from harps_data import fitsio, harps
 
 try:  # the grammar base class only exists inside DaCHS
     from gavo.grammars.customgrammar import CustomRowIterator
@@ -36,7 +36,7 @@ def release_date(mjd_obs: float) -> datetime.date:
     Returns
     -------
     datetime.date
-        Observation date plus ``ml.harps.PROPRIETARY_PERIOD_DAYS``.
+        Observation date plus ``harps_data.harps.PROPRIETARY_PERIOD_DAYS``.
     """
     obs_date = harps.MJD_EPOCH.date() + datetime.timedelta(days=int(mjd_obs))
     return obs_date + datetime.timedelta(days=harps.PROPRIETARY_PERIOD_DAYS)
@@ -63,7 +63,7 @@ def archive_row(meta: fitsio.SpectrumMeta, accref: str) -> dict[str, Any]:
 
     Parameters
     ----------
-    meta : ml.fitsio.SpectrumMeta
+    meta : harps_data.fitsio.SpectrumMeta
     accref : str
         The file's path relative to DaCHS's inputs directory.
 
