@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
+
+from harps_data import records
+from harps_data.records import CheckpointInfo, Criteria, ModelAnalysis, ModelDescription, ZColumn
 
 import harps_site
 from harps_service import rdcode
@@ -43,9 +46,17 @@ def test_latent_columns_come_from_the_published_model(monkeypatch, tmp_path):
     assert list(rdcode.latent_origin_items("nosuchresource/q")) == []
     current = tmp_path / "scratch" / "models" / "current"
     current.mkdir(parents=True)
-    (current / "model.json").write_text(json.dumps({"informative": [
-        {"dim": 3, "column": "z1", "description": "dim 3"},
-        {"dim": 0, "column": "z2", "description": "dim 0"}]}))
+    info = CheckpointInfo(**{f.name: None for f in dataclasses.fields(CheckpointInfo)}
+                          | {"conv_channels": [], "fc_hidden": []})
+    analysis = ModelAnalysis(evaluation="", n_evaluation_stars=0, n_informative=2,
+                             n_generative_parameters=0, best_mi_ksg={},
+                             knn10_median_abs_error={}, criteria=Criteria(0.05, 0.05, False))
+    records.write(ModelDescription(
+        model_id="m", checkpoint="model.ckpt", ckpt_sha256="", created="", preset="tiny",
+        latent_dim=4, n_parameters=1, grid_step=0.5, train_data="", n_train_spectra=1,
+        training=info, analysis=analysis,
+        informative=[ZColumn(3, "z1", "dim 3"), ZColumn(0, "z2", "dim 0")]),
+        current / "model.json")
     monkeypatch.setattr(harps_site, "INPUTS_DIR", str(tmp_path))
     assert list(rdcode.informative_items("scratch/q")) == [
         {"column": "z1", "dim": "3", "description": "dim 3"},

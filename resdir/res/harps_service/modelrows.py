@@ -26,18 +26,18 @@ class RowIterator(CustomRowIterator):
         if os.path.basename(model_dir) == "current":  # the symlink to one of the others
             return
         m = load_model_description(model_dir)
-        ckpt = os.path.join(model_dir, m["checkpoint"])
+        ckpt = os.path.join(model_dir, m.checkpoint)
         yield {
-            "model_id": m["model_id"],
-            "created": datetime.datetime.fromisoformat(m["created"]),
-            "preset": m["preset"],
-            "latent_dim": m["latent_dim"],
-            "n_informative": len(m["informative"]),
-            "n_parameters": m["n_parameters"],
-            "grid_step": m["grid_step"],
-            "train_data": m["train_data"],
-            "n_train_spectra": m["n_train_spectra"],
-            "ckpt_sha256": m["ckpt_sha256"],
+            "model_id": m.model_id,
+            "created": datetime.datetime.fromisoformat(m.created),
+            "preset": m.preset,
+            "latent_dim": m.latent_dim,
+            "n_informative": len(m.informative),
+            "n_parameters": m.n_parameters,
+            "grid_step": m.grid_step,
+            "train_data": m.train_data,
+            "n_train_spectra": m.n_train_spectra,
+            "ckpt_sha256": m.ckpt_sha256,
             "ckpt_accref": os.path.relpath(ckpt, base.getConfig("inputsDir")),
             "ckpt_size": os.path.getsize(ckpt),
             "is_current": int(os.path.realpath(model_dir) == os.path.realpath(

@@ -40,7 +40,7 @@ def informative_items(rd_id: str = harps_site.RD_ID) -> Iterator[dict[str, str]]
     """
     from harps_service.latentrows import informative_columns
     for d in informative_columns(str(harps_site.resdir_of(rd_id) / "models")):
-        yield {"column": d["column"], "dim": str(d["dim"]), "description": d["description"]}
+        yield {"column": d.column, "dim": str(d.dim), "description": d.description}
 
 
 def latent_origin_items(rd_id: str = harps_site.RD_ID) -> Iterator[dict[str, str]]:
