@@ -3,10 +3,15 @@
 previews, and a browser form.
 
 Order: resource metadata, tables, data, services, regression tests.
-Python longer than a line lives in res/harps_service/ (rows, manifest: grammars;
-access: embargo gate; spectra: SDM rows, originals, previews; params: checks
-of request parameters; webfixes: DaCHS renderer corrections; latent_udf: ADQL
-functions).  Files enter the archive tree (data/) only through harps-ingest
+Inline code only calls helpers in res/ (python longer than a line lives
+there): res/harps_service/ rows, manifest, latentrows, modelrows (grammars),
+datalink (the steps of the datalink services: embargo gate, original file,
+BAND, FORMAT, previews, in front of and after DaCHS's stock SDM procedures),
+access (the embargo rule), spectra (SDM rows, originals, previews), params
+(checks of request parameters), webfixes and hardening (DaCHS corrections),
+latent_udf (ADQL functions), rdcode (what LOOPs call); res/harps_data/ the
+HARPS facts and FITS reader; res/harps_site.py the deployment facts.  Files
+enter the archive tree (data/) only through harps-ingest
 (res/harps_service/ingest.py), which validates them first.
 -->
 <resource schema="harps" resdir=".">
@@ -533,36 +538,22 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     </code>
   </procDef>
 
-  <procDef type="dataFunction" id="gated_sdm">
-    <doc>Refuses embargoed data to outsiders, then builds the SDM table
-      (or, for FORMAT=original, loads the archive file).</doc>
-    <setup imports="harps_service.access, harps_service.spectra">
-      <code>
-        from gavo import rscdef
-        builder = base.resolveCrossId("\rdId#build_spectrum",
-          rscdef.DataDescriptor)
-      </code>
-    </setup>
+  <procDef type="dataFunction" id="embargo_gate">
+    <doc>Refuses embargoed data to outsiders (DaCHS 2.7's datalink does not
+      check); the first data function of sdl and pv, in front of DaCHS's
+      stock SDM procedures (see harps_service.datalink).</doc>
+    <setup imports="harps_service.datalink"/>
     <code>
-      access.require_access(descriptor.ssaRow)
-      if args.get("FORMAT")==spectra.ORIGINAL_FORMAT:
-        if args.get("BAND") is not None or args.get("FLUXCALIB"):
-          raise base.ValidationError("BAND and FLUXCALIB need an SDM"
-            " FORMAT; the original file is delivered unchanged", "FORMAT")
-        descriptor.data = spectra.original_file(descriptor.ssaRow)
-      else:
-        from gavo.protocols import sdm
-        descriptor.data = sdm.makeSDMDataForSSARow(descriptor.ssaRow, builder)
+      datalink.gate(descriptor)
     </code>
   </procDef>
 
   <procDef type="dataFunction" id="deliver_original">
-    <doc>Hands the archive file out unchanged (skipping SDM manipulations)
+    <doc>Hands the archive file out unchanged (skipping the SDM steps)
       when FORMAT asks for the original.</doc>
-    <setup imports="harps_service.spectra"/>
+    <setup imports="harps_service.datalink"/>
     <code>
-      if args.get("FORMAT")==spectra.ORIGINAL_FORMAT:
-        raise DeliverNow()
+      datalink.deliver_original(descriptor, args)
     </code>
   </procDef>
 
@@ -597,72 +588,40 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     </LOOP>
     <datalinkCore>
       <descriptorGenerator procDef="checked_sdm_genDesc"/>
-      <dataFunction procDef="gated_sdm"/>
+      <dataFunction procDef="embargo_gate"/>
       <dataFunction procDef="deliver_original"/>
+      <dataFunction procDef="//soda#sdm_genData">
+        <bind key="builder">"\rdId#build_spectrum"</bind>
+      </dataFunction>
       <FEED source="//soda#sdm_plainfluxcalib"/>
       <metaMaker>
-        <setup imports="harps_service.params"/>
+        <setup imports="harps_service.datalink"/>
         <code>
-          yield MS(InputKey, type="double precision[2]", xtype="interval",
-            name="BAND", multiplicity="forced-single",
-            unit="m", ucd="em.wl", preparse=params.BAND_PREPARSE,
-            description="Spectral cutout interval (air wavelength, metres)",
-            values=MS(Values,
-              min=descriptor.limits["ssa_specstart"].min,
-              max=descriptor.limits["ssa_specend"].max))
+          yield datalink.band_key(descriptor)
         </code>
       </metaMaker>
       <dataFunction>
-        <setup imports="harps_service.spectra"/>
+        <setup imports="harps_service.datalink"/>
         <code>
-          if args.get("BAND") is not None:
-            spectra.cutout(descriptor.data.getPrimaryTable(),
-              args["BAND"][0], args["BAND"][1])
+          datalink.apply_band(descriptor, args)
         </code>
       </dataFunction>
       <metaMaker>
-        <setup imports="harps_service.spectra"/>
+        <setup imports="harps_service.datalink"/>
         <code>
-          formats = {
-            "application/x-votable+xml": "SDM VOTable, binary encoding",
-            "application/x-votable+xml;serialization=tabledata":
-              "SDM VOTable, tabledata encoding",
-            "application/fits": "SDM FITS binary table",
-            "text/csv": "Comma separated values",
-            "text/plain": "Tab separated values",
-            spectra.ORIGINAL_FORMAT:
-              "The archive file itself (ESO Phase 3 ADP or DRS s1d FITS)"}
-          yield MS(InputKey, name="FORMAT", type="text",
-            ucd="meta.code.mime", utype="ssa:Access.Format",
-            multiplicity="forced-single",
-            description="Media type of the output",
-            values=MS(Values, options=[MS(Option, title=title, content_=mime)
-              for mime, title in formats.items()]))
+          yield datalink.format_key()
         </code>
       </metaMaker>
       <metaMaker semantics="#this">
-        <setup imports="harps_service.spectra">
-          <code>
-            from urllib.parse import quote
-          </code>
-        </setup>
+        <setup imports="harps_service.datalink"/>
         <code>
-          yield descriptor.makeLink(
-            "%s?ID=%s&amp;FORMAT=%s"%(rd.getById("sdl").getURL("dlget"),
-              quote(descriptor.pubDID), quote(spectra.ORIGINAL_FORMAT)),
-            description="The archive file as ingested (FITS)",
-            contentType="application/fits",
-            contentLength=descriptor.ssaRow["accsize"] or None)
+          yield datalink.original_link(descriptor, rd)
         </code>
       </metaMaker>
       <dataFormatter>
-        <setup imports="harps_service.spectra"/>
+        <setup imports="harps_service.datalink"/>
         <code>
-          if args.get("FORMAT")==spectra.ORIGINAL_FORMAT:
-            return descriptor.data
-          if not descriptor.data.getPrimaryTable().rows:
-            raise soda.EmptyData()
-          return spectra.format_sdm(descriptor.data, args["FORMAT"])
+          return datalink.format_response(descriptor, args)
         </code>
       </dataFormatter>
     </datalinkCore>
@@ -690,12 +649,11 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     </LOOP>
     <datalinkCore>
       <descriptorGenerator procDef="checked_sdm_genDesc"/>
+      <dataFunction procDef="embargo_gate"/>
       <dataFunction>
-        <setup imports="os, harps_service.access, harps_service.spectra"/>
+        <setup imports="harps_service.datalink"/>
         <code>
-          access.require_access(descriptor.ssaRow)
-          descriptor.data = ("image/png", spectra.cached_preview(
-            descriptor.ssaRow, os.path.join(rd.resdir, "previews")))
+          datalink.preview(descriptor, rd)
         </code>
       </dataFunction>
       <dataFormatter>

@@ -126,3 +126,15 @@ def test_the_service_side_never_imports_the_learned_layer():
     assert service
     wrong = {m: sorted(t for t in edges[m] if t.split(".")[0] == "ml") for m in service}
     assert not {m: t for m, t in wrong.items() if t}, wrong
+
+
+@pytest.mark.parametrize("rd", ["resdir/q.rd", "etc/userconfig.rd"])
+def test_inline_code_in_the_rds_only_calls_helpers(rd):
+    """``<code>``/``<codeItems>`` outside regression tests: at most three lines."""
+    text = (REPO / rd).read_text()
+    text = re.sub(r"<regSuite.*?</regSuite>", "", text, flags=re.S)
+    long = [block.strip() for block in re.findall(r"<code(?:Items)?>(.*?)</code(?:Items)?>",
+                                                  text, flags=re.S)
+            if len([line for line in block.splitlines() if line.strip()]) > 3]
+    assert not long, "inline code longer than three lines (move it to res/):\n" + \
+        "\n---\n".join(long)

@@ -20,6 +20,8 @@ from typing import Any
 from harps_data import records
 from harps_data.records import ModelDescription, ZColumn
 
+import harps_site
+
 try:
     from gavo.grammars.customgrammar import CustomRowIterator
 except ImportError:  # pragma: no cover - outside DaCHS
@@ -82,9 +84,8 @@ class RowIterator(CustomRowIterator):
     """DaCHS row iterator over one latents artefact."""
 
     def _iterRows(self):  # noqa: N802 - DaCHS API name
-        from gavo import base
         model = load_model_description(os.path.dirname(self.sourceToken))
-        ref = os.path.relpath(self.sourceToken, base.getConfig("inputsDir"))
+        ref = os.path.relpath(self.sourceToken, harps_site.INPUTS_DIR)
         yield from latent_rows(self.sourceToken, model, ref)
 
     def getLocator(self):  # noqa: N802 - DaCHS API name

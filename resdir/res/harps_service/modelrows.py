@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import os
 
+import harps_site
 from harps_service.latentrows import load_model_description
 
 try:
@@ -21,7 +22,6 @@ class RowIterator(CustomRowIterator):
     """DaCHS row iterator: ``model.json`` -> one row of harps.models."""
 
     def _iterRows(self):  # noqa: N802 - DaCHS API name
-        from gavo import base
         model_dir = os.path.dirname(self.sourceToken)
         if os.path.basename(model_dir) == "current":  # the symlink to one of the others
             return
@@ -38,7 +38,7 @@ class RowIterator(CustomRowIterator):
             "train_data": m.train_data,
             "n_train_spectra": m.n_train_spectra,
             "ckpt_sha256": m.ckpt_sha256,
-            "ckpt_accref": os.path.relpath(ckpt, base.getConfig("inputsDir")),
+            "ckpt_accref": os.path.relpath(ckpt, harps_site.INPUTS_DIR),
             "ckpt_size": os.path.getsize(ckpt),
             "is_current": int(os.path.realpath(model_dir) == os.path.realpath(
                 os.path.join(os.path.dirname(model_dir), "current"))),

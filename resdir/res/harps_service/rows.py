@@ -19,6 +19,8 @@ from typing import Any
 
 from harps_data import fitsio, harps
 
+import harps_site
+
 try:  # the grammar base class only exists inside DaCHS
     from gavo.grammars.customgrammar import CustomRowIterator
 except ImportError:  # pragma: no cover - unit tests import archive_row alone
@@ -44,8 +46,7 @@ def release_date(mjd_obs: float) -> datetime.date:
 
 def accref_of(path: str) -> str:
     """DaCHS accref (inputs-relative path) of an archive file."""
-    from gavo import base
-    return os.path.relpath(os.path.realpath(path), os.path.realpath(base.getConfig("inputsDir")))
+    return os.path.relpath(os.path.realpath(path), os.path.realpath(harps_site.INPUTS_DIR))
 
 
 def creator_did(meta: fitsio.SpectrumMeta) -> str | None:
