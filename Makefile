@@ -68,4 +68,4 @@ bench: demo ## benchmarks against the demo service (see bench/README.md)
 	$(PY) bench/run.py
 
 lint:
-	$(VENV)/bin/ruff check ml resdir/res tests bench
+	$(VENV)/bin/ruff check ml harps_synth resdir/res tests bench

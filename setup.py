@@ -1,6 +1,6 @@
 """Package metadata and command-line entry points (tool config: pyproject.toml)."""
 
-from setuptools import find_packages, setup
+from setuptools import setup
 
 setup(
     name="harps-vo",
@@ -11,12 +11,12 @@ setup(
     python_requires=">=3.11",
     # Two import roots (etc/dachsctl venv puts both on the venv's path with a
     # .pth; DaCHS gets resdir/res from etc/dachsctl deploy):
-    #   .             ml (the learned layer, torch) and ml.synth (the synthetic archive)
+    #   .             ml (the learned layer, torch) and harps_synth (the synthetic archive)
     #   resdir/res    harps_site (deployment facts), harps_data (HARPS facts, FITS
     #                 reader, model records), harps_service (what runs in DaCHS and
     #                 the operator commands)
-    packages=find_packages(include=["ml", "ml.*"]) + ["harps_data", "harps_service"],
-    package_dir={"": "resdir/res", "ml": "ml"},
+    packages=["ml", "harps_synth", "harps_data", "harps_service"],
+    package_dir={"": "resdir/res", "ml": "ml", "harps_synth": "harps_synth"},
     py_modules=["harps_site"],
     # numpy, scipy and astropy come from Debian (the DaCHS server uses the same
     # copies); the rest is pinned in requirements.txt for the venv.
@@ -30,7 +30,7 @@ setup(
             "harps-ingest = harps_service.ingest:main",
             "harps-analyse = ml.analysis:main",
             "harps-latents = harps_service.latents:main",
-            "harps-synth = ml.synth.cli:main",
+            "harps-synth = harps_synth.cli:main",
             "harps-train = ml.train:main",
             "harps-encode = ml.encode:main",
         ],

@@ -27,10 +27,10 @@ import time
 
 import requests
 from common import SERVER_URL, dachsctl, log, percentiles, psql, save
-from harps_data import records
-from harps_data.records import ModelDescription
 
 import harps_site
+from harps_data import records
+from harps_data.records import ModelDescription
 
 N_ROWS = 270_000
 NAME = "hbknn"

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from common import PY, VAR, log, save
+
 from harps_data import records
 from harps_data.records import AnalysisSummary
 

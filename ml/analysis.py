@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from harps_data import records
 from harps_data.records import AnalysisSummary, Criteria, InformativeDim
 

@@ -46,9 +46,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from harps_data.records import CheckpointInfo
 
 import ml
+from harps_data.records import CheckpointInfo
 from ml.model import ModelConfig, SpectrumVAE
 from ml.preprocess import Recipe
 

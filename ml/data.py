@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from harps_data import fitsio
 from torch.utils.data import Dataset, Sampler
 
+from harps_data import fitsio
 from ml.preprocess import Recipe, preprocess_file
 
 CACHE_VERSION = 1

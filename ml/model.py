@@ -32,9 +32,9 @@ import dataclasses
 from dataclasses import dataclass
 
 import torch
-from harps_data import harps
 from torch import nn
 
+from harps_data import harps
 from ml.preprocess import Grid
 
 LATENT_MIN, LATENT_MAX = 2, 8192

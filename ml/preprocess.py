@@ -47,6 +47,7 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from harps_data import fitsio, harps
 
 FRAMES = ("barycentric", "observatory")

@@ -34,7 +34,7 @@ enter the archive tree (data/) only through harps-ingest
     programme.
 
     Files flagged ``synthetic`` come from a physically motivated simulator
-    (ml.synth) used to demonstrate and test this service; they are not ESO
+    (harps_synth) used to demonstrate and test this service; they are not ESO
     products.
   </meta>
   <meta name="subject">spectroscopy</meta>
@@ -132,7 +132,7 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     </LOOP>
     <column name="synthetic" type="smallint" required="True"
       ucd="meta.code" tablehead="Synthetic" verbLevel="15"
-      description="1 for spectra made by the project's simulator (ml.synth),
+      description="1 for spectra made by the project's simulator (harps_synth),
         which are not ESO products; 0 for archive data."/>
     <column name="datalink" type="text"
       ucd="meta.ref.url"

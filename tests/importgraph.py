@@ -1,7 +1,7 @@
 """The import graph of this repository's Python, and its cycles.
 
 ``python tests/importgraph.py`` prints every import cycle among the
-project's modules (``ml``, ``harps_service``, ``harps_site``) and exits 1 if
+project's modules (:data:`OURS`) and exits 1 if
 there is one; ``tests/test_layout.py`` runs the same check.  Imports inside
 functions count: a deferred import hides a circle, it does not remove it.
 The graph is read from the source (:mod:`ast`), nothing is imported.
@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 #: Import roots: where the venv and DaCHS find our top-level names.
 ROOTS = (REPO, REPO / "resdir" / "res")
 #: Our top-level packages and modules.
-OURS = ("ml", "harps_service", "harps_site")
+OURS = ("ml", "harps_synth", "harps_data", "harps_service", "harps_site")
 
 
 def modules() -> dict[str, Path]:

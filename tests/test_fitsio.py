@@ -7,8 +7,9 @@ import shutil
 import numpy as np
 import pytest
 from astropy.io import fits
-from harps_data import fitsio, harps
 from support import SHARED, require
+
+from harps_data import fitsio, harps
 
 ADP = SHARED / "adp" / "ADP.2014-09-16T11_04_45.123.fits"
 S1D = SHARED / "s1d" / "HARPS.2006-09-08T02_12_38.604_s1d_A.fits"

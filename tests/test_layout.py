@@ -138,3 +138,15 @@ def test_inline_code_in_the_rds_only_calls_helpers(rd):
             if len([line for line in block.splitlines() if line.strip()]) > 3]
     assert not long, "inline code longer than three lines (move it to res/):\n" + \
         "\n---\n".join(long)
+
+
+def test_the_learned_layer_and_the_synthetic_archive_are_separate_rooms():
+    """ml never imports the generator; the generator needs only the HARPS facts (and
+    the project version)."""
+    edges = importgraph.graph()
+    assert not [m for m in edges if m.startswith("ml") and
+                any(t.startswith("harps_synth") for t in edges[m])]
+    synth_deps = {t.split(".")[0] for m in edges if m.startswith("harps_synth") for t in edges[m]}
+    assert synth_deps <= {"harps_synth", "harps_data", "ml"}
+    assert {t for m in edges if m.startswith("harps_synth") for t in edges[m]
+            if t.startswith("ml")} <= {"ml"}  # ml.__version__ only

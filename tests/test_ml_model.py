@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 import torch
-from harps_data import harps
 
+from harps_data import harps
 from ml.model import PRESETS, ModelConfig, SpectrumVAE, masked_mse
 
 torch.set_num_threads(1)  # the test machine's cores are shared

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+
 from harps_data import fitsio, harps
 
 WAVE0 = harps.ARCHIVE_WAVE_MIN  # 3781.0: whole pixels below MODEL_WAVE_MIN for 0.5 A

@@ -154,7 +154,7 @@ def test_torchrun_two_processes(archive, tmp_path):
 
 
 def test_trains_on_a_harps_synth_archive(tmp_path):
-    from ml import synth
+    import harps_synth as synth
     summary = synth.write_archive(tmp_path / "syn", 12, seed=2, step=0.5, fmt="both")
     path = train.train([tmp_path / "syn"], tmp_path / "run", model_config=TINY,
                        labels=summary.labels_path, progress=False, threads=1,

@@ -10,8 +10,9 @@ import pyvo
 import requests
 from astropy.io import fits
 from astropy.io.votable import parse_single_table
-from harps_data import fitsio
 from support import EXAMPLE_ACCREF, SHARED, pub_did
+
+from harps_data import fitsio
 
 pytestmark = pytest.mark.server
 

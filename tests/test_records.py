@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+
 from harps_data import records
 from harps_data.records import (
     AnalysisSummary,
@@ -16,7 +17,6 @@ from harps_data.records import (
     ModelDescription,
     RecordError,
 )
-
 from ml import checkpoint
 from ml.model import ModelConfig, SpectrumVAE
 from ml.preprocess import Recipe

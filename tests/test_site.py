@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+import harps_site
 from harps_data import records
 from harps_data.records import CheckpointInfo, Criteria, ModelAnalysis, ModelDescription, ZColumn
-
-import harps_site
 from harps_service import rdcode
 
 

@@ -45,9 +45,8 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-from harps_data import fitsio
-
 import harps_site
+from harps_data import fitsio
 from harps_service import manifest
 from harps_site import INPUTS_DIR, RD_ID, schema_of
 

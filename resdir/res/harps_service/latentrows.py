@@ -17,10 +17,9 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+import harps_site
 from harps_data import records
 from harps_data.records import ModelDescription, ZColumn
-
-import harps_site
 
 try:
     from gavo.grammars.customgrammar import CustomRowIterator

@@ -34,10 +34,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from harps_data import records
-from harps_data.records import AnalysisSummary, CheckpointInfo, ModelDescription
 
 import harps_site
+from harps_data import records
+from harps_data.records import AnalysisSummary, CheckpointInfo, ModelDescription
 from harps_service import modelcard
 from harps_site import INPUTS_DIR, RD_ID, resdir_of, schema_of
 

@@ -17,7 +17,6 @@ from collections.abc import Iterable
 from typing import IO
 
 from harps_data import fitsio
-
 from harps_service.rows import archive_row
 
 try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from html import escape
 
 from harps_data.records import ModelDescription
-
 from harps_site import schema_of
 
 

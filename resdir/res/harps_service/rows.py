@@ -17,9 +17,8 @@ import datetime
 import os
 from typing import Any
 
-from harps_data import fitsio, harps
-
 import harps_site
+from harps_data import fitsio, harps
 
 try:  # the grammar base class only exists inside DaCHS
     from gavo.grammars.customgrammar import CustomRowIterator

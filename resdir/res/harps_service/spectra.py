@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 from gavo import base
-from harps_data import fitsio
 
 import harps_site
+from harps_data import fitsio
 
 #: Media type under which the datalink service hands out the archive file
 #: itself (ESO Phase 3 ADP or DRS s1d FITS), next to the SDM serialisations.

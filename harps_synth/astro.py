@@ -24,6 +24,7 @@ import datetime as dt
 import math
 
 import numpy as np
+
 from harps_data import harps
 
 MJD_J2000 = 51544.5

@@ -39,7 +39,7 @@ from __future__ import annotations
 import csv
 from typing import IO
 
-from ml.synth.observations import Observation
+from harps_synth.observations import Observation
 
 COLUMNS = ("index", "product_id", "path", "layout", "star_id", "object", "ra_deg", "dec_deg",
            "teff_k", "logg_cgs", "mh_dex", "vsini_kms", "rv_kms", "berv_kms", "airmass",
