@@ -23,6 +23,13 @@ What one run does:
    ``soda_cutout`` SODA cutout, BAND=6.55e-7 6.57e-7 (H alpha), VOTable
    ``preview``     the PNG preview
 
+   The front door (nginx) caches anonymous product answers (dlget).  By
+   default (``--products cold``) every product request is spelt so that the
+   cache cannot answer it, i.e. a worker computes it, as for the long tail
+   of a large archive; ``--products warm`` sends the plain URLs, and with
+   the demo's few hundred spectra the cache soon answers nearly all of
+   them.  The report says how many answers came from the cache.
+
    Reported per phase: throughput (successful requests per second of wall
    time), p50/p95/p99 latency of the successful requests per kind and
    overall, errors by kind and class (``http_NNN`` for non-2xx, ``conn``
@@ -30,11 +37,14 @@ What one run does:
    mid-body, ``timeout`` for no complete answer within ``--timeout``
    seconds, ``bad`` for a 200 carrying an error document), the
    server's RSS and the CPU used by server, database and load generator.
-3. ``--compare 1,default``: the same phases once per worker set-up; before
-   each, ``WORKERS=N etc/dachsctl restart`` (``default``: no WORKERS, i.e.
-   one worker per core), then wait until ``/`` and a trivial TAP query
-   answer.  Prints the ratios default/single side by side and leaves the
-   service in its default set-up.  Needs ``etc/dachsctl pids``.
+3. ``--compare 1,default``: the same phases once per worker set-up,
+   interleaved (for each client count: each set-up in turn, the order
+   alternating between client counts, so that drifts in the machine's other
+   load hit both alike).  Before each phase ``WORKERS=N etc/dachsctl
+   restart`` (``default``: no WORKERS, i.e. one worker per core), a wait
+   until ``/`` and a trivial TAP query answer, and a warm-up.  Prints the
+   ratios default/single side by side and leaves the service in its default
+   set-up.  Needs ``etc/dachsctl pids``.
 4. ``--soak SECONDS``: one long phase at ``--soak-clients`` that samples the
    server's RSS every ``--soak-interval`` seconds: first/last/max and the
    linear slope in MB per minute (whole run and second half).
@@ -178,15 +188,57 @@ def fetch_targets(base: str, limit: int = 5000) -> Targets:
 
 @dataclass
 class Req:
-    """One HTTP request to send: method, URL and form/query parameters."""
+    """One HTTP request to send: method, URL, query string (GET) or form (POST)."""
 
     kind: str
     method: str
     url: str
-    params: dict[str, str]
+    params: dict[str, str] = field(default_factory=dict)
+    query: str = ""
 
 
-def make_request(kind: str, rng: random.Random, t: Targets, base: str) -> Req:
+def encode_query(params: dict[str, str], rng: random.Random, vary: bool) -> str:
+    """A query string; with ``vary``, one of many equivalent spellings.
+
+    Any character may be sent percent-encoded (RFC 3986, 2.3: ``%61`` is
+    ``a``), and DaCHS decodes every spelling to the same values; the front
+    door's cache, however, is keyed on the URI as sent, so a varied spelling
+    misses it.  With ``vary``, each letter, digit or ``.-_~`` is encoded
+    with probability 0.3 (a DID has about 70 of them: more spellings than
+    requests).  `send` passes the string on unchanged (requests would decode
+    such escapes again).
+
+    Parameters
+    ----------
+    params : dict
+        Names and values.
+    rng : random.Random
+        The client's generator.
+    vary : bool
+        Pick a random spelling (otherwise the usual one).
+
+    Returns
+    -------
+    str
+        ``name=value&...`` (without the ``?``).
+    """
+    def enc(v: str) -> str:
+        if not vary:
+            return urllib.parse.quote(v, safe="")
+        return "".join(f"%{ord(c):02X}" if c.isascii() and (c.isalnum() or c in ".-_~")
+                       and rng.random() < 0.3 else urllib.parse.quote(c, safe="") for c in v)
+    return "&".join(f"{k}={enc(v)}" for k, v in params.items())
+
+
+def band(lo: float, hi: float, rng: random.Random, vary: bool) -> str:
+    """A BAND value ``lo hi`` in metres; with ``vary``, in one of many equal spellings."""
+    if not vary:
+        return f"{lo:g} {hi:g}"
+    return f"{lo:.{rng.randint(2, 9)}e} {hi:.{rng.randint(2, 9)}e}"
+
+
+def make_request(kind: str, rng: random.Random, t: Targets, base: str,
+                 cold: bool = True, spell: random.Random | None = None) -> Req:
     """Draw a request of the given kind aimed at a random real row.
 
     Parameters
@@ -199,11 +251,19 @@ def make_request(kind: str, rng: random.Random, t: Targets, base: str) -> Req:
         Rows to aim at.
     base : str
         Service root URL.
+    cold : bool
+        Spell the query of product requests (dlget) so that the front
+        door's cache cannot answer them (see `encode_query`).
+    spell : random.Random, optional
+        The generator for those spellings: not seeded, so that a second
+        phase with the same seeded requests never meets the cache entries
+        the first one left (default: ``rng``).
 
     Returns
     -------
     Req
     """
+    spell = spell or rng
     i = rng.randrange(len(t.dids))
     did = t.dids[i]
     ra, dec = t.positions[i]
@@ -211,9 +271,9 @@ def make_request(kind: str, rng: random.Random, t: Targets, base: str) -> Req:
     ra, dec = (ra + rng.uniform(-0.02, 0.02)) % 360, max(-90.0, min(90.0, dec + rng.uniform(
         -0.02, 0.02)))
     if kind == "ssa":
-        return Req(kind, "GET", f"{base}/harps/q/ssa/ssap.xml", {
+        return Req(kind, "GET", f"{base}/harps/q/ssa/ssap.xml", query=encode_query({
             "REQUEST": "queryData", "POS": f"{ra:.5f},{dec:.5f}",
-            "SIZE": str(rng.choice((0.05, 0.1, 0.2, 0.5)))})
+            "SIZE": str(rng.choice((0.05, 0.1, 0.2, 0.5)))}, rng, False))
     if kind == "tap_plain":
         q = (f"SELECT TOP 100 ssa_pubdid, ssa_targname, ssa_snr, berv, airmass FROM harps.data "
              f"WHERE 1=CONTAINS(ssa_location, CIRCLE('ICRS', {ra:.5f}, {dec:.5f}, 1.0)) "
@@ -227,15 +287,17 @@ def make_request(kind: str, rng: random.Random, t: Targets, base: str) -> Req:
         return Req(kind, "POST", f"{base}/tap/sync",
                    {"REQUEST": "doQuery", "LANG": "ADQL", "QUERY": q})
     if kind == "dlmeta":
-        return Req(kind, "GET", f"{base}/harps/q/sdl/dlmeta", {"ID": did})
+        return Req(kind, "GET", f"{base}/harps/q/sdl/dlmeta",
+                   query=encode_query({"ID": did}, rng, False))
     if kind == "sdm_full":
-        return Req(kind, "GET", f"{base}/harps/q/sdl/dlget",
-                   {"ID": did, "FORMAT": "application/x-votable+xml"})
+        return Req(kind, "GET", f"{base}/harps/q/sdl/dlget", query=encode_query(
+            {"ID": did, "FORMAT": "application/x-votable+xml"}, spell, cold))
     if kind == "soda_cutout":
-        return Req(kind, "GET", f"{base}/harps/q/sdl/dlget",
-                   {"ID": did, "BAND": "6.55e-7 6.57e-7"})
+        return Req(kind, "GET", f"{base}/harps/q/sdl/dlget", query=encode_query(
+            {"ID": did, "BAND": band(6.55e-7, 6.57e-7, spell, cold)}, spell, cold))
     if kind == "preview":
-        return Req(kind, "GET", f"{base}/harps/q/pv/dlget", {"ID": did})
+        return Req(kind, "GET", f"{base}/harps/q/pv/dlget",
+                   query=encode_query({"ID": did}, spell, cold))
     raise ValueError(kind)
 
 
@@ -269,6 +331,8 @@ class Outcome:
         Body bytes received.
     detail : str
         Error detail (empty when ok).
+    cache : str
+        The front door's ``X-Cache-Status`` (HIT, MISS, ...; empty if none).
     """
 
     kind: str
@@ -277,6 +341,7 @@ class Outcome:
     result: str
     nbytes: int
     detail: str = ""
+    cache: str = ""
 
 
 def send(session: requests.Session, req: Req, timeout: float, clock0: float) -> Outcome:
@@ -299,14 +364,17 @@ def send(session: requests.Session, req: Req, timeout: float, clock0: float) -> 
     """
     t0 = time.perf_counter()
     deadline = t0 + timeout
-    nbytes, head, result, detail = 0, b"", "ok", ""
+    nbytes, head, result, detail, cache = 0, b"", "ok", "", ""
     try:
         kw: dict[str, Any] = {"timeout": (min(5.0, timeout), timeout), "stream": True}
         if req.method == "POST":
             r = session.post(req.url, data=req.params, **kw)
         else:
-            r = session.get(req.url, params=req.params, **kw)
+            prep = session.prepare_request(requests.Request("GET", req.url))
+            prep.url = f"{req.url}?{req.query}"      # as spelt (requests would requote it)
+            r = session.send(prep, **kw)
         with r:
+            cache = r.headers.get("X-Cache-Status", "")
             for chunk in r.iter_content(256 * 1024):
                 if len(head) < 4096:
                     head += chunk[:4096]
@@ -330,7 +398,7 @@ def send(session: requests.Session, req: Req, timeout: float, clock0: float) -> 
     except requests.exceptions.RequestException as e:
         result, detail = "other", f"{type(e).__name__}: {str(e)[:200]}"
     t1 = time.perf_counter()
-    return Outcome(req.kind, t0 - clock0, t1 - t0, result, nbytes, detail)
+    return Outcome(req.kind, t0 - clock0, t1 - t0, result, nbytes, detail, cache)
 
 
 # ---------------------------------------------------------------- processes
@@ -391,11 +459,14 @@ def serve_pids() -> set[int]:
     """
     me = os.getpid()
     out = set()
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        cmd = p.info["cmdline"] or []
-        if p.info["pid"] != me and "serve" in cmd and "start" in cmd and any(
+    for p in psutil.process_iter():
+        try:
+            cmd = p.cmdline()
+        except psutil.Error:
+            continue
+        if p.pid != me and "serve" in cmd and "start" in cmd and any(
                 c.endswith("dachs") or c.endswith("gavo") for c in cmd):
-            out.add(p.info["pid"])
+            out.add(p.pid)
     return out
 
 
@@ -419,11 +490,18 @@ def tree(pid: int) -> list[psutil.Process]:
 
 def postgres_procs() -> tuple[list[psutil.Process], list[psutil.Process]]:
     """PostgreSQL's postmaster(s) and the other postgres processes (backends, helpers)."""
-    procs = [p for p in psutil.process_iter(["username", "name", "ppid"])
-             if p.info["username"] == "postgres" and (p.info["name"] or "").startswith("postgres")]
-    pids = {p.pid for p in procs}
-    roots = [p for p in procs if p.info["ppid"] not in pids]
-    return roots, [p for p in procs if p.info["ppid"] in pids]
+    procs = {}
+    for p in psutil.process_iter():
+        # as_dict, not process_iter(attrs): the iterator's cached Process
+        # objects share one ``info`` between threads
+        try:
+            d = p.as_dict(["username", "name", "ppid"])
+        except psutil.Error:
+            continue
+        if d["username"] == "postgres" and (d["name"] or "").startswith("postgres"):
+            procs[p.pid] = (p, d["ppid"])
+    roots = [p for p, ppid in procs.values() if ppid not in procs]
+    return roots, [p for p, ppid in procs.values() if ppid in procs]
 
 
 def group_cpu_s(roots: list[psutil.Process], others: list[psutil.Process]) -> float:
@@ -541,6 +619,7 @@ class Config:
     interval: float
     use_dachsctl: bool
     error_pause: float = 0.2
+    cold: bool = True
     clock0: float = field(default_factory=time.perf_counter)
 
 
@@ -586,6 +665,7 @@ def run_load(cfg: Config, targets: Targets, clients: int, max_requests: int | No
 
     def client(i: int) -> None:
         rng = random.Random(seed * 1000 + i)
+        spell = random.Random()         # seeded from the OS: see make_request
         session = local_session()
         while not stop.is_set():
             with lock:
@@ -594,7 +674,8 @@ def run_load(cfg: Config, targets: Targets, clients: int, max_requests: int | No
                     break
                 issued[0] += 1
             kind = rng.choices(kinds, weights)[0]
-            o = send(session, make_request(kind, rng, targets, cfg.base), cfg.timeout, cfg.clock0)
+            o = send(session, make_request(kind, rng, targets, cfg.base, cfg.cold, spell),
+                     cfg.timeout, cfg.clock0)
             outcomes.append(o)
             if o.result != "ok":
                 session.close()       # a fresh connection after any failure
@@ -641,7 +722,8 @@ def summarise(outcomes: list[Outcome], wall: float) -> dict[str, Any]:
         ``requests``, ``ok``, ``wall_s``, ``throughput_rps`` (successful per
         second), ``latency`` ({kind or ``all``: pct}), ``errors`` ({kind:
         {class: count}}), ``error_classes`` ({class: count}),
-        ``error_samples`` (a few details per class), ``mbytes``.
+        ``error_samples`` (a few details per class), ``cache`` ({kind:
+        {X-Cache-Status: count}} of the successful requests), ``mbytes``.
     """
     ok = [o for o in outcomes if o.result == "ok"]
     lat = {k: pct([o.latency for o in ok if o.kind == k]) for k in KINDS}
@@ -654,10 +736,15 @@ def summarise(outcomes: list[Outcome], wall: float) -> dict[str, Any]:
             if len(samples[o.result]) < 3:
                 samples[o.result].append(f"{o.kind}: {o.detail}")
     classes = Counter(o.result for o in outcomes if o.result != "ok")
+    cache: dict[str, Counter] = defaultdict(Counter)
+    for o in ok:
+        if o.cache:
+            cache[o.kind][o.cache] += 1
     return {"requests": len(outcomes), "ok": len(ok), "wall_s": wall,
             "throughput_rps": len(ok) / wall if wall else 0.0,
             "latency": lat, "errors": {k: dict(v) for k, v in errors.items()},
             "error_classes": dict(classes), "error_samples": dict(samples),
+            "cache": {k: dict(v) for k, v in cache.items()},
             "mbytes": sum(o.nbytes for o in outcomes) / 1e6}
 
 
@@ -841,7 +928,7 @@ def restart(workers: str, base: str, ready_timeout: float) -> dict[str, Any]:
 
 
 def run_phases(cfg: Config, targets: Targets, sampler: Sampler, args: argparse.Namespace,
-               label: str, setting: str | None = None) -> dict[str, Any]:
+               label: str, clients: list[int], setting: str | None = None) -> dict[str, Any]:
     """Warm-up, then one phase per client count.
 
     A phase is run again (up to ``--retries`` times) when it was disturbed:
@@ -858,7 +945,7 @@ def run_phases(cfg: Config, targets: Targets, sampler: Sampler, args: argparse.N
     expected_n = len(serve_pids())
     expected = warm_up()
     out = {}
-    for c in args.clients:
+    for c in clients:
         for attempt in range(args.retries + 1):
             if setting is not None and len(serve_pids()) != expected_n:
                 log(f"{label}: {len(serve_pids())} workers run, not {expected_n} (someone "
@@ -1206,6 +1293,12 @@ def report_setup(name: str, phases: dict[str, Any]) -> list[str]:
             cells.append(f"{fmt(s['p50_ms'])} / {fmt(s['p95_ms'])} / {fmt(s['p99_ms'])} "
                          f"(n={s['n']}{f', {errs} err' if errs else ''})")
         out.append(f"| {k} | " + " | ".join(cells) + " |")
+    out += ["", "Answered by the front door's cache (X-Cache-Status HIT) of the successful "
+            "product requests: " + "; ".join(
+                f"{c} clients " + ", ".join(
+                    f"{k} {v.get('HIT', 0)}/{sum(v.values())}"
+                    for k, v in sorted(phases[c]["cache"].items()))
+                for c in keys)]
     return out
 
 
@@ -1354,6 +1447,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "(default %(default)s)")
     ap.add_argument("--mix", type=parse_mix, default=parse_mix(DEFAULT_MIX),
                     help=f"relative weights of the request kinds (default {DEFAULT_MIX})")
+    ap.add_argument("--products", choices=("cold", "warm"), default="cold",
+                    help="cold (default): product requests (dlget: sdm_full, soda_cutout, "
+                         "preview) are spelt so that the front door's cache cannot answer them "
+                         "(equivalent percent escapes): every one is computed "
+                         "by a worker, as for the long tail of a large archive; warm: the plain "
+                         "spelling, so repeated products come from the cache (with the demo's "
+                         "few hundred spectra nearly all of them after a few minutes)")
     ap.add_argument("--compare", default="",
                     help="worker set-ups to run one after the other, e.g. `1,default`: "
                          "each is started with `WORKERS=N etc/dachsctl restart` (needs "
@@ -1412,7 +1512,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("--compare needs the multi-worker set-up (`etc/dachsctl pids`), which this "
                  "checkout lacks; run without --compare")
     cfg = Config(base=args.url, mix=args.mix, timeout=args.timeout, seed=args.seed,
-                 interval=args.interval, use_dachsctl=has_pids, error_pause=args.error_pause)
+                 interval=args.interval, use_dachsctl=has_pids, error_pause=args.error_pause,
+                 cold=args.products == "cold")
     log(f"waiting for {args.url} to answer")
     wait_ready(args.url, args.ready_timeout)
     targets = fetch_targets(args.url)
@@ -1425,7 +1526,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "command": " ".join(["bench/load.py", *(argv if argv is not None else sys.argv[1:])]),
         "url": args.url, "mix": args.mix, "clients": args.clients, "requests": args.requests,
-        "duration_s": args.duration, "timeout_s": args.timeout,
+        "duration_s": args.duration, "timeout_s": args.timeout, "products": args.products,
         "worker_discovery": "etc/dachsctl pids" if has_pids else "ps (dachs serve start)",
         "rss_note": "sum of RSS over the DaCHS worker processes and their descendants; "
                     "nginx and PostgreSQL not included (PostgreSQL: PSS, separately)",
@@ -1436,22 +1537,30 @@ def main(argv: list[str] | None = None) -> int:
     restarted = False
     try:
         if not args.no_phases:
-            setups = args.compare or ["as running"]
-            result["setups"] = {}
-            for w in setups:
-                if args.compare:
-                    result.setdefault("restarts", {})[w] = restart(w, args.url, args.ready_timeout)
-                    restarted = w != "default"
-                result["setups"][w] = run_phases(cfg, targets, sampler, args, f"[{w}]",
-                                                 setting=w if args.compare else None)
+            if not args.compare:
+                result["setups"] = {"as running": run_phases(
+                    cfg, targets, sampler, args, "[as running]", args.clients)}
+            else:
+                # interleaved: for each client count every set-up (restart,
+                # warm-up, phase), in alternating order, so that drifts in
+                # the machine's other load hit both alike
+                result["setups"] = {w: {} for w in args.compare}
+                result["restarts"] = []
+                for i, c in enumerate(args.clients):
+                    for w in (args.compare if i % 2 == 0 else args.compare[::-1]):
+                        result["restarts"].append(
+                            {"workers": w, **restart(w, args.url, args.ready_timeout)})
+                        restarted = w != "default"
+                        result["setups"][w] |= run_phases(cfg, targets, sampler, args, f"[{w}]",
+                                                          [c], setting=w)
             for w, phases in result["setups"].items():
                 lines += report_setup(f"Workers: {w}", phases)
             if "1" in result["setups"] and "default" in result["setups"]:
                 lines += ratios(result["setups"], args.clients, "1", "default")
             lines += goals(result["setups"], args.clients)
         if restarted:
-            result["restarts"]["default (restore)"] = restart("default", args.url,
-                                                              args.ready_timeout)
+            result["restarts"].append({"workers": "default (restore)", **restart(
+                "default", args.url, args.ready_timeout)})
             restarted = False
         sampler.stop()
         if args.soak > 0:
@@ -1474,8 +1583,8 @@ def main(argv: list[str] | None = None) -> int:
     result["rss_samples"] = sampler.samples
     print("\n## Load benchmark: " + result["command"])
     print(f"\n{len(targets.dids)} public spectra as targets ({len(targets.knn_dids)} with "
-          f"latents); mix {args.mix}; RSS: {result['rss_note']}; workers found via "
-          f"{result['worker_discovery']}.")
+          f"latents); mix {args.mix}; products {args.products}; RSS: {result['rss_note']}; "
+          f"workers found via {result['worker_discovery']}.")
     print("\n".join(lines))
     log(f"saved {save('load', result)}")
     return 0

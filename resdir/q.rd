@@ -431,7 +431,9 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
   <data id="import_batch" updating="True" auto="False">
     <!-- What harps-ingest uses: one manifest per ingest run, holding the
       metadata its validation already parsed (so headers are read once);
-      it deletes the manifest after the import, whatever the outcome. -->
+      the manifest is its journal: written before any file is placed,
+      removed last, and used by the next run to clean up after a killed
+      one (harps_service.archive). -->
     <sources pattern="staging/*.jsonl"/>
     <customGrammar module="res/harps_service/manifest">
       <FEED source="productRules"/>

@@ -110,7 +110,12 @@ def test_bad_id_is_a_usage_fault_in_dlmeta(service, raw_id):
     # DataLink 1.1: a links document reports a bad ID in a fault row (HTTP 200)
     r = _get(f"{service.url}/harps/q/sdl/dlmeta?ID={raw_id}")
     _assert_no_leak(r)
-    assert r.status_code == 200 and "UsageFault: ID" in r.text, r.text[-1500:]
+    if "%00" in raw_id:
+        # the front door refuses a NUL in any parameter with a DALI error
+        # document naming it, before DaCHS sees the request
+        assert r.status_code == 400 and VOTABLE_ERROR in r.text and "Field ID:" in r.text
+    else:
+        assert r.status_code == 200 and "UsageFault: ID" in r.text, r.text[-1500:]
 
 
 def test_good_ids_still_resolve(service, real_files):

@@ -140,10 +140,14 @@ def test_deleting_an_executing_async_job_stops_its_query(service):
     assert r.status_code == 303, r.text[:500]
     job_url = r.headers["Location"]
     job_id = job_url.rstrip("/").rsplit("/", 1)[-1]
-    assert requests.post(f"{job_url}/phase", data={"PHASE": "RUN"}, timeout=60,
-                         allow_redirects=False).status_code == 303
-    _wait(lambda: requests.get(f"{job_url}/phase", timeout=30).text.strip() == "EXECUTING"
-          and _active_adql_backends() == 1, "the job executing its query")
+    try:
+        assert requests.post(f"{job_url}/phase", data={"PHASE": "RUN"}, timeout=60,
+                             allow_redirects=False).status_code == 303
+        _wait(lambda: requests.get(f"{job_url}/phase", timeout=30).text.strip() == "EXECUTING"
+              and _active_adql_backends() == 1, "the job executing its query")
+    except BaseException:
+        requests.delete(job_url, timeout=60)  # never leave an hours-long query behind
+        raise
     deleted = requests.delete(job_url, timeout=60, allow_redirects=False)
     assert deleted.status_code == 303
     assert requests.get(job_url, timeout=30).status_code == 404

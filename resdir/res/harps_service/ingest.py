@@ -12,13 +12,14 @@ Steps, each visible in the output:
    one line each: ``REFUSED <file>: <reason>``).
 2. **Place** valid files in the archive tree under a name derived from the
    header (``data/<adp|s1d>/<year>/<product id>.fits``).  A file whose product
-   is already archived with identical bytes is *unchanged*; with different
-   bytes it is refused (the archive never silently replaces data).
-3. **Import** the new files with ``dachs imp harps/q import_batch``: the
-   metadata parsed in step 1 go to DaCHS as a manifest (see
-   :mod:`harps_service.manifest`), so headers are read once.  DaCHS imports
-   in one transaction; if it fails, the files placed in step 2 are removed
-   again, so the published data are exactly as before.
+   is already published with identical bytes is *unchanged*; with different
+   bytes it is refused (the archive never silently replaces data).  The
+   metadata parsed in step 1 are first written to a manifest in ``staging/``
+   (see :mod:`harps_service.manifest`), so headers are read once.
+3. **Import** the manifest with ``dachs imp harps/q import_batch``.  DaCHS
+   imports in one transaction; if it fails, or a file cannot be written (a
+   full disk: one line naming the file), the files placed in step 2 are
+   removed again, so the published data are exactly as before.
 
 4. **Latents**: if a model is published (``harps-latents``), spectra whose
    data are public and that have no latents yet are encoded with it and the
@@ -28,39 +29,38 @@ Exit status: 0 if every file was imported or unchanged, 1 if some files
 were refused (the valid ones are imported), 2 if the import itself failed
 (nothing changed) or the latents could not be updated (the spectra are
 published), 3 for usage errors.
+
+Interrupted runs: runs on one resource take turns (a lock in ``staging/``).
+The manifest is written before any file is placed and removed only when the
+run has finished, so a run killed at any point (even ``kill -9``) leaves a
+manifest naming what it may have left behind.  The next run (rerun the same
+command) waits for a ``dachs imp`` the killed run left running, then keeps
+the files whose rows were committed, removes the others and the manifest,
+and imports what is still missing.  A file in the archive tree without a
+published row is never "archived": an input for it is imported as new.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import contextlib
+import ctypes
 import filecmp
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-import harps_site
 from harps_data import fitsio
-from harps_service import manifest
+from harps_service import archive, manifest
+from harps_service.archive import fault_point
 from harps_site import INPUTS_DIR, RD_ID, schema_of
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
-#: Test hook: ``HARPS_INGEST_FAULT=<point>`` makes harps-ingest SIGKILL itself
-#: at that point (``validate``, ``place``, ``after-place``, ``before-import``,
-#: ``after-import``), so tests can check what an interrupted run leaves behind.
-FAULT_ENV = "HARPS_INGEST_FAULT"
-
-
-def fault_point(name: str) -> None:
-    """Die here, as if killed, when the fault hook names this point."""
-    if os.environ.get(FAULT_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -117,8 +117,22 @@ def validate_all(files: Sequence[str], workers: int) -> list[fitsio.SpectrumMeta
     """Validate files, in parallel when ``workers`` > 1; keeps input order."""
     if workers <= 1 or len(files) < 2 * workers:
         return [_validated(_validate(f)) for f in files]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         return [_validated(r) for r in pool.map(_validate, files, chunksize=64)]
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: a validation worker never outlives a killed harps-ingest.
+
+    Without this, workers of a harps-ingest killed with SIGKILL wait for
+    work forever.  Linux only (``prctl(PR_SET_PDEATHSIG)``); elsewhere a
+    no-op.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(1)
 
 
 def _validated(result: fitsio.SpectrumMeta | Refusal) -> fitsio.SpectrumMeta | Refusal:
@@ -140,15 +154,18 @@ def _same_or_refused(plan: Plan, existing: str, path: str, conflict: str) -> Non
         plan.refused.append(Refusal(path, conflict))
 
 
-def published_products(rd_id: str = RD_ID) -> dict[str, str]:
-    """Product identifier to accref of everything already in the service."""
+def published_products(rd_id: str = RD_ID) -> dict[str, str] | None:
+    """Product identifier to accref of everything already in the service.
+
+    ``None`` if the table does not exist yet (any other database error is
+    raised: an empty answer would make archived files look unpublished).
+    """
     from gavo import base
-    try:
-        with base.getTableConn() as conn:
-            return dict(conn.query(
-                f"SELECT product_id, accref FROM {schema_of(rd_id)}.raw_data"))
-    except base.DBError:  # tables not created yet: nothing is published
-        return {}
+    table = f"{schema_of(rd_id)}.raw_data"
+    with base.getTableConn() as conn:
+        if not archive.table_exists(conn, table):
+            return None
+        return dict(conn.query(f"SELECT product_id, accref FROM {table}"))
 
 
 def make_plan(results: Iterable[fitsio.SpectrumMeta | Refusal], resdir: str,
@@ -158,8 +175,12 @@ def make_plan(results: Iterable[fitsio.SpectrumMeta | Refusal], resdir: str,
     ``published`` maps product identifiers already in the service to their
     accrefs; a file claiming one of them under another archive path is
     refused here rather than failing the whole import on the primary key.
+    A file already in the archive tree counts as archived only if its row
+    is published (or ``published`` is ``None``: no table to tell); one
+    without a row was left by an interrupted run and is replaced.
     """
     plan = Plan()
+    rows = None if published is None else set(published.values())
     published = published or {}
     claimed: dict[str, str] = {}  # destination -> source within this batch
     for res in results:
@@ -179,7 +200,7 @@ def make_plan(results: Iterable[fitsio.SpectrumMeta | Refusal], resdir: str,
                 f"product {res.product_id} also comes from {claimed[dest]} "
                 "with different content in this batch"))
             continue
-        if os.path.exists(dest):
+        if os.path.exists(dest) and (rows is None or archive.accref_of(dest) in rows):
             _same_or_refused(plan, dest, res.path, (
                 f"product {res.product_id} is already archived as {dest} with "
                 "different content; the archive does not replace data"))
@@ -187,68 +208,6 @@ def make_plan(results: Iterable[fitsio.SpectrumMeta | Refusal], resdir: str,
         claimed[dest] = res.path
         plan.new.append((res.path, dest, res))
     return plan
-
-
-def _makedirs(path: str) -> None:
-    """Create archive directories owned by the DaCHS admin, as deploy does."""
-    if os.path.isdir(path):
-        return
-    _makedirs(os.path.dirname(path))
-    os.mkdir(path, 0o775)
-    harps_site.chown_to_dachs(path)
-
-
-def place(new: Sequence[tuple[str, str, fitsio.SpectrumMeta]]) -> list[str]:
-    """Copy new files into the archive tree; return what was placed.
-
-    Files are copied, never linked: the archive owns its bytes, whatever
-    happens to the source later.  Each file is written under a temporary
-    name and renamed, so a crash never leaves a half-written file under an
-    archive name.
-    """
-    placed: list[str] = []
-    try:
-        for src, dest, _ in new:
-            _makedirs(os.path.dirname(dest))
-            tmp = f"{dest}.partial-{os.getpid()}"
-            shutil.copyfile(src, tmp)
-            if placed:
-                fault_point("place")
-            os.chmod(tmp, 0o644)
-            harps_site.chown_to_dachs(tmp)
-            os.replace(tmp, dest)
-            placed.append(dest)
-    except OSError:
-        unplace(placed)
-        raise
-    return placed
-
-
-def unplace(placed: Iterable[str]) -> None:
-    """Remove files placed by :func:`place` (after a failed import)."""
-    for dest in placed:
-        try:
-            os.unlink(dest)
-        except FileNotFoundError:
-            pass
-
-
-def write_manifest(new: Sequence[tuple[str, str, fitsio.SpectrumMeta]], resdir: str) -> str:
-    """Write the batch manifest DaCHS imports (see :mod:`harps_service.manifest`)."""
-    staging = os.path.join(resdir, "staging")
-    os.makedirs(staging, exist_ok=True)
-    path = os.path.join(staging, f"ingest-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.jsonl")
-    with open(path, "w", encoding="utf-8") as f:
-        manifest.write(((os.path.relpath(dest, INPUTS_DIR), dataclasses.replace(meta, path=dest))
-                        for _, dest, meta in new), f)
-    os.chmod(path, 0o644)
-    return path
-
-
-def dachs_import(rd_id: str = RD_ID, data_id: str = "import_batch") -> subprocess.CompletedProcess:
-    """Run ``dachs imp <rd> <data_id>`` as the DaCHS admin user."""
-    return subprocess.run(harps_site.dachs_command("imp", rd_id, data_id),
-                          capture_output=True, text=True)
 
 
 def ingest(paths: Sequence[str], *, rd_id: str = RD_ID, workers: int = 2,
@@ -259,42 +218,63 @@ def ingest(paths: Sequence[str], *, rd_id: str = RD_ID, workers: int = 2,
     """
     t0 = time.perf_counter()
     resdir = os.path.join(INPUTS_DIR, schema_of(rd_id))
-    files, refused = find_fits(paths)
-    plan = make_plan(validate_all(files, workers), resdir, published_products(rd_id))
-    plan.refused[:0] = refused
+    files, missing = find_fits(paths)
+    results = validate_all(files, workers)
+    t_valid = time.perf_counter() - t0
+    if dry_run:
+        plan = _plan(results, missing, resdir, rd_id, out)
+        _print_counts(plan, out, " (dry run)")
+        return 1 if plan.refused else 0
+
+    def waiting() -> None:
+        print(f"waiting for another harps-ingest on {rd_id} (or the dachs imp of a killed "
+              "one) to finish", file=out, flush=True)
+
+    with manifest.locked(archive.staging_dir(resdir), on_wait=waiting) as lock:
+        try:
+            archive.recover(rd_id, resdir, out)
+            plan = _plan(results, missing, resdir, rd_id, out)
+        except _db_errors() as ex:
+            print(f"IMPORT FAILED, nothing changed: cannot read what is published: "
+                  f"{' '.join(str(ex).split())}", file=out)
+            return 2
+        status = 1 if plan.refused else 0
+        if not plan.new:
+            _print_counts(plan, out)
+        else:
+            failure = archive.import_batch(plan.new, resdir, rd_id, lock)
+            if failure is not None:
+                print(f"IMPORT FAILED, nothing changed: {failure}", file=out)
+                return 2
+            elapsed = time.perf_counter() - t0
+            print(f"{len(plan.new)} imported, {len(plan.unchanged)} unchanged, "
+                  f"{len(plan.refused)} refused ({len(files)} files in {elapsed:.1f} s: "
+                  f"validation {t_valid:.1f} s, {len(files) / elapsed:.0f} files/s)", file=out)
+        if encode_latents:
+            # new spectra, and those released since the last run, enter the latent layer
+            status = max(status, _update_latents(rd_id, out))
+    return status
+
+
+def _db_errors() -> tuple[type[Exception], ...]:
+    """What DaCHS raises when the database is unreachable or refuses a query."""
+    from gavo import base
+    return base.DBError, base.ReportableError
+
+
+def _plan(results: Sequence[fitsio.SpectrumMeta | Refusal], missing: list[Refusal],
+          resdir: str, rd_id: str, out) -> Plan:
+    """The plan against what is published now; prints the refusals."""
+    plan = make_plan(results, resdir, published_products(rd_id))
+    plan.refused[:0] = missing
     for r in plan.refused:
         print(r.line(), file=out)
-    t_valid = time.perf_counter() - t0
-    status = 1 if plan.refused else 0
-    if dry_run or not plan.new:
-        print(f"{len(plan.new)} new{' (dry run)' if dry_run else ''}, "
-              f"{len(plan.unchanged)} unchanged, {len(plan.refused)} refused", file=out)
-        if encode_latents and not dry_run:
-            # spectra released since the last run enter the latent layer
-            status = max(status, _update_latents(rd_id, out))
-        return status
-    placed = place(plan.new)
-    fault_point("after-place")
-    batch = write_manifest(plan.new, resdir)
-    fault_point("before-import")
-    try:
-        result = dachs_import(rd_id)
-        if result.returncode == 0:
-            fault_point("after-import")
-    finally:
-        os.unlink(batch)
-    if result.returncode != 0:
-        unplace(placed)
-        print(f"IMPORT FAILED, nothing changed: {result.stderr.strip() or result.stdout.strip()}",
-              file=out)
-        return 2
-    elapsed = time.perf_counter() - t0
-    print(f"{len(placed)} imported, {len(plan.unchanged)} unchanged, {len(plan.refused)} refused "
-          f"({len(files)} files in {elapsed:.1f} s: validation {t_valid:.1f} s, "
-          f"{len(files) / elapsed:.0f} files/s)", file=out)
-    if encode_latents:
-        status = max(status, _update_latents(rd_id, out))
-    return status
+    return plan
+
+
+def _print_counts(plan: Plan, out, note: str = "") -> None:
+    print(f"{len(plan.new)} new{note}, {len(plan.unchanged)} unchanged, "
+          f"{len(plan.refused)} refused", file=out)
 
 
 def _update_latents(rd_id: str, out) -> int:
