@@ -10,6 +10,7 @@ import ast
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import importgraph
 import pytest
@@ -175,3 +176,31 @@ def test_long_functions_give_a_reason():
                 long.append(f"{f}:{node.lineno} {node.name} ({lines} lines)")
     assert not long, (f"functions over {MAX_LINES} lines without 'Long because ...' in their "
                       "docstring:\n" + "\n".join(long))
+
+
+def _readme_tree() -> set[str]:
+    """Paths drawn in the README's Layout section (two spaces of indent per level)."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("## Layout", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    paths, stack = set(), []
+    for line in block.splitlines():
+        if not line.strip() or line.startswith(" " * 30):  # blank or a continued description
+            continue
+        depth = (len(line) - len(line.lstrip(" "))) // 2
+        name = line.split()[0]
+        stack[depth:] = [name.rstrip("/")]
+        paths.add("/".join(stack) + ("/" if name.endswith("/") else ""))
+    return paths
+
+
+def test_the_readme_layout_matches_the_tree():
+    drawn = _readme_tree()
+    missing = sorted(p for p in drawn if not (REPO / p).exists())
+    assert not missing, f"the README's Layout section draws paths that do not exist: {missing}"
+    folders = {str(Path(f).parent) + "/" for f in _tracked() if "/" in f}
+    folders |= {str(p) + "/" for f in folders for p in Path(f).parents if str(p) != "."}
+    undrawn = sorted(f for f in folders if not f.startswith(".") and f not in drawn)
+    assert not undrawn, f"folders missing from the README's Layout section: {undrawn}"
+    modules = {f for f in _tracked() if f.endswith(".py") and f.startswith(("resdir/", "ml/"))
+               and not f.endswith("__init__.py")}
+    assert not sorted(modules - drawn), f"modules missing from the Layout: {modules - drawn}"
