@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from support import SHARED, require
-from test_ml_synthdata import make_archive
+from tiny_archive import make_archive
 
 from ml import data
 from ml import preprocess as pp

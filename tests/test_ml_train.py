@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from support import REPO
-from test_ml_synthdata import make_archive
+from tiny_archive import make_archive
 
 import ml
 from ml import checkpoint, data, train
