@@ -385,7 +385,9 @@ def send(session: requests.Session, req: Req, timeout: float, clock0: float) -> 
         if result == "ok" and not 200 <= r.status_code < 300:
             result, detail = f"http_{r.status_code}", head[:200].decode("utf-8", "replace")
         elif result == "ok" and ERROR_MARKER in head:
-            result, detail = "bad", head[:300].decode("utf-8", "replace")
+            # the message: the text of the INFO element
+            msg = head.split(ERROR_MARKER, 1)[1].split(b">", 1)[-1].split(b"</INFO>")[0]
+            result, detail = "bad", msg[:300].decode("utf-8", "replace").strip()
     except requests.exceptions.Timeout as e:
         result, detail = "timeout", str(e)[:200]
     except requests.exceptions.ChunkedEncodingError as e:
@@ -1516,7 +1518,17 @@ def main(argv: list[str] | None = None) -> int:
                  cold=args.products == "cold")
     log(f"waiting for {args.url} to answer")
     wait_ready(args.url, args.ready_timeout)
-    targets = fetch_targets(args.url)
+    for attempt in range(5):
+        try:
+            targets = fetch_targets(args.url)
+            break
+        except (requests.exceptions.RequestException, RuntimeError) as e:
+            # someone else may be restarting the service
+            log(f"asking TAP for the targets failed (attempt {attempt + 1}): {str(e)[:200]}")
+            time.sleep(5)
+            wait_ready(args.url, args.ready_timeout)
+    else:
+        sys.exit("could not get the target spectra from TAP")
     workers = worker_pids(has_pids)
     log(f"{len(targets.dids)} public spectra, {len(targets.knn_dids)} with latents; "
         f"workers: {workers} ({'etc/dachsctl pids' if has_pids else 'ps'})")
