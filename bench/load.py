@@ -1323,7 +1323,7 @@ def goals(results: dict[str, dict[str, Any]], clients: list[int]) -> list[str]:
     if "1" in results and "default" in results:
         single = results["1"][c]["throughput_rps"]
         ratio = results["default"][c]["throughput_rps"] / single if single else float("nan")
-        out.append(f"* throughput default / single worker: x{ratio:.2f} (goal >= "
+        out.append(f"* throughput default / single worker: x{ratio:.3f} (goal >= "
                    f"{GOAL_SPEEDUP}): **{'met' if ratio >= GOAL_SPEEDUP else 'not met'}**")
     else:
         out.append(f"* throughput >= {GOAL_SPEEDUP}x the single-worker figure: not measured "
