@@ -14,7 +14,8 @@ WORK ?= $(CURDIR)/var
 
 export PORT BIND SERVER_URL AUTHORITY VENV WORK WORKERS
 
-.PHONY: demo test install deploy start stop restart status ingest check bench lint help
+.PHONY: demo test test-fast test-server install deploy start stop restart status ingest check \
+	bench lint help
 
 help:
 	@sed -n '1,3p' Makefile; echo; grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*##/ --/'
@@ -22,7 +23,7 @@ help:
 install: ## Debian packages, venv, DaCHS configuration, deployment; starts the service
 	etc/dachsctl all
 
-deploy: ## copy resdir/ and the ml package to DaCHS after editing them
+deploy: ## copy resdir/ (RD, res/ Python) to DaCHS after editing it
 	etc/dachsctl deploy
 	etc/dachsctl restart
 
@@ -43,17 +44,28 @@ ingest: ## import a directory tree of HARPS files: make ingest DATA=<dir>
 	$(VENV)/bin/harps-ingest $(DATA)
 
 check: ## self-check of the running service (DaCHS regression suite)
-	runuser -u dachsroot -- env PATH=/var/gavo/inputs/harps/bin:$$PATH dachs test -v harps/q
+	etc/dachsctl selftest -v
 
 demo: install ## everything: install, start, demo archive + latent layer, self-check
 	etc/demo
 
-test: install ## the whole test suite against the live service (with the demo archive)
+test: install ## the whole suite: test-fast, then the demo and the server tests
+	$(PY) -m pytest -m 'not server'
 	etc/demo
-	$(PY) -m pytest
+	$(PY) -m pytest -m server
+
+# the venv alone (Debian's python3-venv, torch, pyvo): what test-fast needs
+$(PY):
+	etc/dachsctl venv
+
+test-fast: $(PY) ## the tests that need no server: no DaCHS started, under a minute
+	$(PY) -m pytest -m 'not server'
+
+test-server: install ## only the tests against the live service (starts it as needed)
+	$(PY) -m pytest -m server
 
 bench: demo ## benchmarks against the demo service (see bench/README.md)
 	$(PY) bench/run.py
 
 lint:
-	$(VENV)/bin/ruff check ml resdir/res tests bench
+	$(VENV)/bin/ruff check ml harps_synth resdir/res tests bench

@@ -1,6 +1,6 @@
 """Package metadata and command-line entry points (tool config: pyproject.toml)."""
 
-from setuptools import find_packages, setup
+from setuptools import setup
 
 setup(
     name="harps-vo",
@@ -9,10 +9,15 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    # ml: readers, synthetic archive, learned layer; harps_service: the
-    # DaCHS-side helpers that live in the resource directory
-    packages=find_packages(include=["ml", "ml.*"]) + ["harps_service"],
-    package_dir={"harps_service": "resdir/res/harps_service"},
+    # Two import roots (etc/dachsctl venv puts both on the venv's path with a
+    # .pth; DaCHS gets resdir/res from etc/dachsctl deploy):
+    #   .             ml (the learned layer, torch) and harps_synth (the synthetic archive)
+    #   resdir/res    harps_site (deployment facts), harps_data (HARPS facts, FITS
+    #                 reader, model records), harps_service (what runs in DaCHS and
+    #                 the operator commands)
+    packages=["ml", "harps_synth", "harps_data", "harps_service"],
+    package_dir={"": "resdir/res", "ml": "ml", "harps_synth": "harps_synth"},
+    py_modules=["harps_site"],
     # numpy, scipy and astropy come from Debian (the DaCHS server uses the same
     # copies); the rest is pinned in requirements.txt for the venv.
     install_requires=["numpy>=1.24", "astropy>=5.2"],
@@ -25,7 +30,7 @@ setup(
             "harps-ingest = harps_service.ingest:main",
             "harps-analyse = ml.analysis:main",
             "harps-latents = harps_service.latents:main",
-            "harps-synth = ml.synth.cli:main",
+            "harps-synth = harps_synth.cli:main",
             "harps-train = ml.train:main",
             "harps-encode = ml.encode:main",
         ],

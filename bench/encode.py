@@ -30,6 +30,8 @@ from pathlib import Path
 import torch
 from common import PY, log, save
 
+import harps_site
+
 BIN = Path(PY).parent
 
 
@@ -98,10 +100,11 @@ def model_throughput(batch: int, device: str, repeats: int = 3) -> dict:
 
 
 def end_to_end(n_files: int, device: str, work: Path) -> dict:
-    files = sorted(glob.glob("/var/gavo/inputs/harps/data/adp/*/*.fits"))
+    resdir = harps_site.resdir_of()
+    files = sorted(glob.glob(f"{resdir}/data/adp/*/*.fits"))
     files = [f for f in files if Path(f).stat().st_size > 4_000_000][:n_files]
     if len(files) < n_files:
-        raise SystemExit("needs full-grid files in /var/gavo/inputs/harps (run `make demo`)")
+        raise SystemExit(f"needs full-grid files in {resdir} (run `make demo`)")
     listing = work / "files.txt"
     listing.write_text("\n".join(files) + "\n")
     log("a one-step full-preset checkpoint (weights do not change the cost)")

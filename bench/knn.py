@@ -19,34 +19,42 @@ and >= 5x faster than brute force.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
+import subprocess
 import time
 
 import requests
 from common import SERVER_URL, dachsctl, log, percentiles, psql, save
 
+import harps_site
+from harps_data import records
+from harps_data.records import ModelDescription
+
 N_ROWS = 270_000
 NAME = "hbknn"
-MODELS = "/var/gavo/inputs/{}/models"
+
+def models_dir(name: str) -> str:
+    """The models directory of resource ``name`` (scratch or published)."""
+    return str(harps_site.resdir_of(f"{name}/q") / "models")
 
 
 def setup(n_rows: int, seed: int) -> list[str]:
-    src = os.path.realpath(f"{MODELS.format('harps')}/current")
+    src = os.path.realpath(f"{models_dir(harps_site.RES_NAME)}/current")
     if not os.path.exists(os.path.join(src, "model.json")):
         raise SystemExit("no published model in harps/q: run `make demo` first")
-    model = json.load(open(os.path.join(src, "model.json")))
-    zcols = [d["column"] for d in model["informative"]]
+    model = records.read(ModelDescription, os.path.join(src, "model.json"))
+    zcols = [d.column for d in model.informative]
     dachsctl("drop-as", NAME)
     dachsctl("deploy-as", NAME)
-    dest = os.path.join(MODELS.format(NAME), model["model_id"])
+    dest = os.path.join(models_dir(NAME), model.model_id)
     os.makedirs(dest, exist_ok=True)
     shutil.copyfile(os.path.join(src, "model.json"), os.path.join(dest, "model.json"))
-    os.symlink(model["model_id"], os.path.join(MODELS.format(NAME), "current"))
-    os.system(f"chown -R dachsroot:gavo {MODELS.format(NAME)}")
-    os.system(f"runuser -u dachsroot -- dachs --ui=stingy imp {NAME}/q create_latents")
+    os.symlink(model.model_id, os.path.join(models_dir(NAME), "current"))
+    for root, dirs, files in os.walk(models_dir(NAME)):
+        harps_site.chown_to_dachs(root, *(os.path.join(root, f) for f in dirs + files))
+    subprocess.run(harps_site.dachs_command("imp", f"{NAME}/q", "create_latents"), check=True)
     spread = [float(psql(f"SELECT stddev({z}) FROM harps.latents WHERE encode_flags = 0"))
               for z in zcols]
     noisy = ", ".join(f"knn[{i + 1}] + {0.1 * s!r} * sqrt(-2 * ln(1 - random())) * "

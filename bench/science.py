@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import subprocess
 import time
 from pathlib import Path
 
 from common import PY, VAR, log, save
+
+from harps_data import records
+from harps_data.records import AnalysisSummary
 
 BIN = Path(PY).parent
 GOALS = {"Teff": 1.3, "RV": 1.3, "[M/H]": 0.5}
@@ -89,17 +91,17 @@ def main() -> None:
                                 str(arch / "labels.csv"), "--checkpoint", str(run / "best.ckpt"),
                                 "--cache", str(run / "cache"), "--out", str(run / "analysis")],
                                "analysing")
-    summary = json.loads((run / "analysis" / "summary.json").read_text())
-    result = {"args": vars(args), "times": times, "summary": summary}
+    summary = records.read(AnalysisSummary, run / "analysis" / "summary.json")
+    result = {"args": vars(args), "times": times, "summary": summary.to_dict()}
     report(summary)
     log(f"saved {save('science', result)}")
 
 
-def report(s: dict) -> None:
-    best, knn = s["best_mi_ksg"], s["knn10_median_abs_error"]
-    print(f"\n{s['n_informative']} informative of {s['latent_dim']} latent dimensions; "
-          f"{s['n_generative_parameters']} generative parameters vary; evaluation: "
-          f"{s['evaluation']}, {s['n_evaluation_stars']} stars")
+def report(s: AnalysisSummary) -> None:
+    best, knn = s.best_mi_ksg, s.knn10_median_abs_error
+    print(f"\n{s.n_informative} informative of {s.latent_dim} latent dimensions; "
+          f"{s.n_generative_parameters} generative parameters vary; evaluation: "
+          f"{s.evaluation}, {s.n_evaluation_stars} stars")
     print(f"{'label':14s} {'MI latent':>10s} {'MI PCA':>8s} {'goal':>6s}   "
           f"{'10-NN |err| latent':>19s} {'PCA':>8s}")
     for label, value in best["latent"].items():

@@ -97,35 +97,39 @@ first and falls back to its built-in //userconfig.
         GROUP BY prog_id
         ORDER BY n_spectra DESC
     </meta>
-    <meta name="_example" title="Spectra that look like a given one">
-      The ten spectra nearest to the real ADP of IC4651No9122 in the learned
-      latent space of :taptable:`harps.latents`; ``gavo_latentdist`` is
-      backed by a GiST k-nearest-neighbour index, so this is fast on any
-      archive size.  The second argument can also be an explicit vector,
-      one number per informative dimension in ``knn`` order
-      (``'0.1 -0.4 ...'``):
+    <!-- the example product (harps_site.EXAMPLE_ACCREF), put in when this is read -->
+    <LOOP>
+      <codeItems>
+        from harps_service import rdcode
+        yield from rdcode.example_items()
+      </codeItems>
+      <events>
+        <meta name="_example" title="Spectra that look like a given one">
+          The ten spectra nearest to the real ADP of IC4651No9122 in the learned
+          latent space of :taptable:`harps.latents`; ``gavo_latentdist`` is
+          backed by a GiST k-nearest-neighbour index, so this is fast on any
+          archive size.  The second argument can also be an explicit vector,
+          one number per informative dimension in ``knn`` order
+          (``'0.1 -0.4 ...'``):
 
-      .. tapquery::
+          .. tapquery::
 
-        SELECT TOP 10 l.ssa_pubdid, d.ssa_targname, d.ssa_snr,
-          gavo_latentdist(l.knn,
-            'ivo://\getConfig{ivoa}{authority}/~?harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits'
-          ) AS dist
-        FROM harps.latents AS l JOIN harps.data AS d ON d.ssa_pubdid = l.ssa_pubdid
-        ORDER BY dist
-    </meta>
+            SELECT TOP 10 l.ssa_pubdid, d.ssa_targname, d.ssa_snr,
+              gavo_latentdist(l.knn,
+                '\exampleDID'
+              ) AS dist
+            FROM harps.latents AS l JOIN harps.data AS d ON d.ssa_pubdid = l.ssa_pubdid
+            ORDER BY dist
+        </meta>
+      </events>
+    </LOOP>
     <!-- the explicit-vector form needs one number per informative dimension
       of the published model: written when this is read, absent before the
       first model is published -->
     <LOOP>
       <codeItems>
-        import os
-        from harps_service.latentrows import informative_columns
-        informative = informative_columns(
-          os.path.join(base.getConfig("inputsDir"), "harps", "models"))
-        if informative:
-          yield {"origin": " ".join("0" for _ in informative),
-            "nDims": str(len(informative))}
+        from harps_service import rdcode
+        yield from rdcode.latent_origin_items()
       </codeItems>
       <events>
         <meta name="_example" title="Spectra nearest a point in latent space">

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import os
 import sys
@@ -39,6 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from harps_data import records
+from harps_data.records import AnalysisSummary, Criteria, InformativeDim
 
 #: label column in the synthetic labels CSV -> (short name, unit)
 LABELS: dict[str, tuple[str, str]] = {
@@ -102,7 +104,7 @@ def canonical_product_id(name: str) -> str:
 
     The archive stores ``ADP.2014-09-16T11:04:45.123`` as
     ``ADP.2014-09-16T11_04_45.123.fits`` (see
-    :attr:`ml.fitsio.SpectrumMeta.canonical_name`): the two ``_`` of the
+    :attr:`harps_data.fitsio.SpectrumMeta.canonical_name`): the two ``_`` of the
     time of day are ``:`` again.
     """
     return os.path.basename(name).removesuffix(".fits").replace("_", ":", 2)
@@ -285,7 +287,7 @@ MIN_HELDOUT_STARS = 50
 
 def run(latents_paths: list[str], labels_path: str, out_dir: str | os.PathLike, *,
         checkpoint_path: str | None = None, cache_dir: str | None = None,
-        seed: int = 0) -> dict:
+        seed: int = 0) -> AnalysisSummary:
     """Compute every criterion and table and write them to ``out_dir``.
 
     Informativeness (MAD, decoder response) is measured over every encoded
@@ -326,23 +328,21 @@ def run(latents_paths: list[str], labels_path: str, out_dir: str | os.PathLike, 
     _write_dims(out / "dims.csv", mads, response, keep)
     _write_mi(out / "mi.csv", bases)
     heatmap(ksg, dims, out / "mi_heatmap.png")
-    summary = {
-        "model_id": lat.header.get("MODELID"), "n_spectra": int(lat.z.shape[0]),
-        "evaluation": evaluation, "n_evaluation_stars": len(rows),
-        "latent_dim": int(lat.z.shape[1]),
-        "criteria": {"mad_fraction": MAD_FRACTION, "response_fraction": RESPONSE_FRACTION,
-                     "decoder_response": response is not None},
-        "n_informative": len(dims),
-        "n_generative_parameters": len(LABELS),
-        "informative": [{"dim": d, "mad": float(mads[d]),
-                         "response": None if response is None else float(response[d]),
-                         "mi_ksg": {LABELS[c][0]: float(ksg[d, j]) for j, c in enumerate(LABELS)},
-                         "description": describe(d, float(mads[d]), ksg[d])} for d in dims],
-        "best_mi_ksg": {b: {LABELS[c][0]: float(v[0][:, j].max()) for j, c in enumerate(LABELS)}
-                        for b, v in bases.items()},
-        "knn10_median_abs_error": knn,
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    summary = AnalysisSummary(
+        model_id=lat.header.get("MODELID"), n_spectra=int(lat.z.shape[0]),
+        evaluation=evaluation, n_evaluation_stars=len(rows), latent_dim=int(lat.z.shape[1]),
+        criteria=Criteria(mad_fraction=MAD_FRACTION, response_fraction=RESPONSE_FRACTION,
+                          decoder_response=response is not None),
+        n_informative=len(dims), n_generative_parameters=len(LABELS),
+        informative=[InformativeDim(
+            dim=d, mad=float(mads[d]),
+            response=None if response is None else float(response[d]),
+            mi_ksg={LABELS[c][0]: float(ksg[d, j]) for j, c in enumerate(LABELS)},
+            description=describe(d, float(mads[d]), ksg[d])) for d in dims],
+        best_mi_ksg={b: {LABELS[c][0]: float(v[0][:, j].max()) for j, c in enumerate(LABELS)}
+                     for b, v in bases.items()},
+        knn10_median_abs_error=knn)
+    records.write(summary, out / "summary.json")
     return summary
 
 
@@ -416,9 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     except (AnalysisError, OSError, KeyError) as ex:
         print(f"harps-analyse: {ex}", file=sys.stderr)
         return 2
-    print(f"{summary['n_informative']} informative of {summary['latent_dim']} dimensions "
-          f"({summary['n_generative_parameters']} generative parameters vary); best MI (KSG): "
-          + ", ".join(f"{k} {v:.2f}" for k, v in summary["best_mi_ksg"]["latent"].items()))
+    print(f"{summary.n_informative} informative of {summary.latent_dim} dimensions "
+          f"({summary.n_generative_parameters} generative parameters vary); best MI (KSG): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in summary.best_mi_ksg["latent"].items()))
     return 0
 
 

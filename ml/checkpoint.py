@@ -34,6 +34,7 @@ tensors (loadable with ``weights_only=True``):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import os
@@ -47,6 +48,7 @@ from typing import Any
 import torch
 
 import ml
+from harps_data.records import CheckpointInfo
 from ml.model import ModelConfig, SpectrumVAE
 from ml.preprocess import Recipe
 
@@ -154,8 +156,8 @@ def model_id(ckpt: dict[str, Any], sha256: str) -> str:
     return f"{c['preset']}-z{c['latent_dim']}-{sha256[:12]}"
 
 
-def describe(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """A JSON-ready summary of a checkpoint (for model cards and the service).
+def describe(ckpt: dict[str, Any]) -> CheckpointInfo:
+    """What a checkpoint says about itself (for model cards and the service).
 
     Parameters
     ----------
@@ -164,7 +166,7 @@ def describe(ckpt: dict[str, Any]) -> dict[str, Any]:
 
     Returns
     -------
-    dict
+    harps_data.records.CheckpointInfo
         preset, latent size, parameter count, grid, frame, training options,
         data counts, final losses, seeds, code version and creation time.
     """
@@ -172,23 +174,23 @@ def describe(ckpt: dict[str, Any]) -> dict[str, Any]:
     data = ckpt.get("data", {})
     val = ckpt.get("losses", {}).get("val", [])
     train = ckpt.get("losses", {}).get("train", [])
-    return {
-        "preset": config.preset, "latent_dim": config.latent_dim,
-        "n_parameters": sum(int(v.numel()) for v in ckpt["model_state"].values()),
-        "conv_channels": list(config.channels), "fc_hidden": list(config.fc_hidden),
-        "grid_step": config.step, "grid": ckpt["recipe"]["grid"],
-        "frame": ckpt["recipe"]["frame"], "normalisation": ckpt["recipe"]["normalisation"],
-        "train_config": ckpt.get("train_config", {}), "seeds": ckpt.get("seeds", {}),
-        "step": ckpt["step"], "epoch": ckpt.get("epoch"),
-        "n_files": data.get("n_files"), "n_train": data.get("n_train"),
-        "n_val": data.get("n_val"), "n_stars_train": data.get("n_stars_train"),
-        "n_stars_val": data.get("n_stars_val"), "n_flagged": data.get("n_flagged"),
-        "file_list_sha256": data.get("file_list_sha256"),
-        "final_train_loss": train[-1][1] if train else None,
-        "final_val_recon": val[-1][1] if val else None,
-        "best_val_recon": ckpt.get("best_val"),
-        "world_size": ckpt.get("world_size"), "code": ckpt["code"], "created": ckpt.get("created"),
-    }
+    return CheckpointInfo(
+        preset=config.preset, latent_dim=config.latent_dim,
+        n_parameters=sum(int(v.numel()) for v in ckpt["model_state"].values()),
+        conv_channels=list(config.channels), fc_hidden=list(config.fc_hidden),
+        grid_step=config.step, grid=ckpt["recipe"]["grid"],
+        frame=ckpt["recipe"]["frame"], normalisation=ckpt["recipe"]["normalisation"],
+        train_config=ckpt.get("train_config", {}), seeds=ckpt.get("seeds", {}),
+        step=ckpt["step"], epoch=ckpt.get("epoch"),
+        n_files=data.get("n_files"), n_train=data.get("n_train"),
+        n_val=data.get("n_val"), n_stars_train=data.get("n_stars_train"),
+        n_stars_val=data.get("n_stars_val"), n_flagged=data.get("n_flagged"),
+        file_list_sha256=data.get("file_list_sha256"),
+        final_train_loss=train[-1][1] if train else None,
+        final_val_recon=val[-1][1] if val else None,
+        best_val_recon=ckpt.get("best_val"),
+        world_size=ckpt.get("world_size"), code=ckpt["code"], created=ckpt.get("created"),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as ex:
         print(f"ml.checkpoint: {ex}", file=sys.stderr)
         return 2
-    info["sha256"] = sha256_file(args.checkpoint)
-    print(json.dumps(info, indent=1, default=str))
+    info = dataclasses.replace(info, sha256=sha256_file(args.checkpoint))
+    print(json.dumps(info.to_dict(), indent=1, default=str))
     return 0
 
 

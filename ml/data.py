@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ml import fitsio
+from harps_data import fitsio
 from ml.preprocess import Recipe, preprocess_file
 
 CACHE_VERSION = 1
@@ -209,6 +209,17 @@ def build_cache(paths: Sequence[Path], stars: Sequence[str], recipe: Recipe,
     tmp = directory.with_name(directory.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    _write_cache(tmp, paths, stars, recipe, dtype=dtype, workers=workers, progress=progress)
+    (tmp / "cache.json").write_text(json.dumps({"key": key, "files": list(map(str, paths))},
+                                               indent=1))
+    shutil.rmtree(directory, ignore_errors=True)
+    os.replace(tmp, directory)
+    return open_cache(directory)
+
+
+def _write_cache(tmp: Path, paths: Sequence[Path], stars: Sequence[str], recipe: Recipe, *,
+                 dtype: str, workers: int, progress: bool) -> None:
+    """Preprocess every file into ``tmp``: flux.npy, mask.npy (N, L) and index.csv."""
     n, length = len(paths), recipe.grid.padded
     flux = np.lib.format.open_memmap(tmp / "flux.npy", "w+", dtype, (n, length))
     mask = np.lib.format.open_memmap(tmp / "mask.npy", "w+", bool, (n, length))
@@ -234,12 +245,6 @@ def build_cache(paths: Sequence[Path], stars: Sequence[str], recipe: Recipe,
                 pool.join()
     flux.flush()
     mask.flush()
-    del flux, mask
-    (tmp / "cache.json").write_text(json.dumps({"key": key, "files": list(map(str, paths))},
-                                               indent=1))
-    shutil.rmtree(directory, ignore_errors=True)
-    os.replace(tmp, directory)
-    return open_cache(directory)
 
 
 def open_cache(directory: str | os.PathLike) -> CacheInfo:

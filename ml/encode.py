@@ -2,8 +2,11 @@
 
 ::
 
-    harps-encode runs/full/best.ckpt /var/gavo/inputs/harps/data --out latents/ \\
-        --inputs-root /var/gavo/inputs --did-prefix 'ivo://harps.example.org/~?'
+    harps-encode runs/full/best.ckpt $INPUTS/harps/data --out latents/ \\
+        --inputs-root $INPUTS --did-prefix 'ivo://harps.example.org/~?'
+
+(``$INPUTS``: DaCHS's inputs directory, :data:`harps_site.INPUTS_DIR`, the
+default of ``--inputs-root``.)
 
 The model and its preprocessing recipe are rebuilt from the checkpoint
 alone (:mod:`ml.checkpoint`).  Files are read, preprocessed and encoded in
@@ -51,13 +54,14 @@ import torch
 from astropy.io import fits
 from torch.utils.data import DataLoader, Dataset
 
+import harps_site
 from ml import checkpoint, data
 from ml.checkpoint import code_version
 from ml.model import SpectrumVAE, masked_mse
 from ml.preprocess import Recipe, preprocess_file
 
 ARTEFACT_VERSION = 1
-DEFAULT_INPUTS_ROOT = "/var/gavo/inputs"
+DEFAULT_INPUTS_ROOT = harps_site.INPUTS_DIR
 REASON_WIDTH = 120
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ml import harps
+from harps_data import harps
 from ml.preprocess import Grid
 
 LATENT_MIN, LATENT_MAX = 2, 8192

@@ -1,9 +1,9 @@
 """Put any HARPS 1D spectrum on the common grid of the learned layer.
 
-Recipe, in order (grid facts come from :mod:`ml.harps`, never from here):
+Recipe, in order (grid facts come from :mod:`harps_data.harps`, never from here):
 
 1. **Read and check.**  Pixels that are non-finite or absurd
-   (:func:`ml.fitsio.bad_pixel_mask`) or exactly zero (the archive fills
+   (:func:`harps_data.fitsio.bad_pixel_mask`) or exactly zero (the archive fills
    the CCD gap and missing data with zeros) are invalid.  More than
    ``fitsio.MAX_BAD_FRACTION`` absurd pixels flags the whole spectrum as
    garbage.
@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ml import fitsio, harps
+from harps_data import fitsio, harps
 
 FRAMES = ("barycentric", "observatory")
 
@@ -280,11 +280,11 @@ def _flagged(recipe: Recipe, flags: int, reason: str, scale: float = math.nan,
 
 
 def preprocess(spec: fitsio.Spectrum, recipe: Recipe) -> Preprocessed:
-    """Preprocess one spectrum read by :func:`ml.fitsio.read_spectrum`.
+    """Preprocess one spectrum read by :func:`harps_data.fitsio.read_spectrum`.
 
     Parameters
     ----------
-    spec : ml.fitsio.Spectrum
+    spec : harps_data.fitsio.Spectrum
         Wavelengths in Angstrom (barycentric), flux in adu.
     recipe : Recipe
 

@@ -2,7 +2,7 @@
 
 On one CPU or GPU::
 
-    harps-train /var/gavo/inputs/harps/data --labels labels.csv --preset coarse \\
+    harps-train $INPUTS/harps/data --labels labels.csv --preset coarse \\
         --epochs 20 --out runs/coarse
 
 data-parallel across processes (DistributedDataParallel; gloo on CPU,

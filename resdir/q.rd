@@ -3,10 +3,15 @@
 previews, and a browser form.
 
 Order: resource metadata, tables, data, services, regression tests.
-Python longer than a line lives in res/harps_service/ (rows, manifest: grammars;
-access: embargo gate; spectra: SDM rows, originals, previews; params: checks
-of request parameters; webfixes: DaCHS renderer corrections; latent_udf: ADQL
-functions).  Files enter the archive tree (data/) only through harps-ingest
+Inline code only calls helpers in res/ (python longer than a line lives
+there): res/harps_service/ rows, manifest, latentrows, modelrows (grammars),
+datalink (the steps of the datalink services: embargo gate, original file,
+BAND, FORMAT, previews, in front of and after DaCHS's stock SDM procedures),
+access (the embargo rule), spectra (SDM rows, originals, previews), params
+(checks of request parameters), webfixes and hardening (DaCHS corrections),
+latent_udf (ADQL functions), rdcode (what LOOPs call); res/harps_data/ the
+HARPS facts and FITS reader; res/harps_site.py the deployment facts.  Files
+enter the archive tree (data/) only through harps-ingest
 (res/harps_service/ingest.py), which validates them first.
 -->
 <resource schema="harps" resdir=".">
@@ -29,7 +34,7 @@ functions).  Files enter the archive tree (data/) only through harps-ingest
     programme.
 
     Files flagged ``synthetic`` come from a physically motivated simulator
-    (ml.synth) used to demonstrate and test this service; they are not ESO
+    (harps_synth) used to demonstrate and test this service; they are not ESO
     products.
   </meta>
   <meta name="subject">spectroscopy</meta>
@@ -127,7 +132,7 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     </LOOP>
     <column name="synthetic" type="smallint" required="True"
       ucd="meta.code" tablehead="Synthetic" verbLevel="15"
-      description="1 for spectra made by the project's simulator (ml.synth),
+      description="1 for spectra made by the project's simulator (harps_synth),
         which are not ESO products; 0 for archive data."/>
     <column name="datalink" type="text"
       ucd="meta.ref.url"
@@ -225,10 +230,8 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
       through bin/gavo) -->
     <LOOP>
       <codeItems>
-        import harps_service.latent_udf  # noqa: registers gavo_latentdist
-        from harps_service import hardening
-        hardening.install_server()
-        yield from ()
+        from harps_service import rdcode
+        yield from rdcode.install_server_extensions()
       </codeItems>
       <events/>
     </LOOP>
@@ -248,12 +251,8 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
         z1, z2, ... columns; the vector gavo_latentdist(knn, ...) compares."/>
     <LOOP>
       <codeItems>
-        import os
-        from harps_service.latentrows import informative_columns
-        for d in informative_columns(os.path.join(base.getConfig("inputsDir"),
-            context.forRD.split("/")[0], "models")):
-          yield {"column": d["column"], "dim": str(d["dim"]),
-            "description": d["description"]}
+        from harps_service import rdcode
+        yield from rdcode.informative_items(context.forRD)
       </codeItems>
       <events>
         <column name="\column" type="real" ucd="stat.fit.param"
@@ -520,9 +519,8 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     them in the server, which preloads this RD -->
   <LOOP>
     <codeItems>
-      from harps_service import webfixes
-      webfixes.install()
-      yield from ()
+      from harps_service import rdcode
+      yield from rdcode.install_web_fixes()
     </codeItems>
     <events/>
   </LOOP>
@@ -542,36 +540,22 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     </code>
   </procDef>
 
-  <procDef type="dataFunction" id="gated_sdm">
-    <doc>Refuses embargoed data to outsiders, then builds the SDM table
-      (or, for FORMAT=original, loads the archive file).</doc>
-    <setup imports="harps_service.access, harps_service.spectra">
-      <code>
-        from gavo import rscdef
-        builder = base.resolveCrossId("\rdId#build_spectrum",
-          rscdef.DataDescriptor)
-      </code>
-    </setup>
+  <procDef type="dataFunction" id="embargo_gate">
+    <doc>Refuses embargoed data to outsiders (DaCHS 2.7's datalink does not
+      check); the first data function of sdl and pv, in front of DaCHS's
+      stock SDM procedures (see harps_service.datalink).</doc>
+    <setup imports="harps_service.datalink"/>
     <code>
-      access.require_access(descriptor.ssaRow)
-      if args.get("FORMAT")==spectra.ORIGINAL_FORMAT:
-        if args.get("BAND") is not None or args.get("FLUXCALIB"):
-          raise base.ValidationError("BAND and FLUXCALIB need an SDM"
-            " FORMAT; the original file is delivered unchanged", "FORMAT")
-        descriptor.data = spectra.original_file(descriptor.ssaRow)
-      else:
-        from gavo.protocols import sdm
-        descriptor.data = sdm.makeSDMDataForSSARow(descriptor.ssaRow, builder)
+      datalink.gate(descriptor)
     </code>
   </procDef>
 
   <procDef type="dataFunction" id="deliver_original">
-    <doc>Hands the archive file out unchanged (skipping SDM manipulations)
+    <doc>Hands the archive file out unchanged (skipping the SDM steps)
       when FORMAT asks for the original.</doc>
-    <setup imports="harps_service.spectra"/>
+    <setup imports="harps_service.datalink"/>
     <code>
-      if args.get("FORMAT")==spectra.ORIGINAL_FORMAT:
-        raise DeliverNow()
+      datalink.deliver_original(descriptor, args)
     </code>
   </procDef>
 
@@ -587,9 +571,8 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
       (the real ADP of IC 4651 No 9122) is put in when the RD is read -->
     <LOOP>
       <codeItems>
-        from gavo.rscdef import getStandardPubDID
-        from harps_service.rows import EXAMPLE_ACCREF
-        yield {"exampleDID": getStandardPubDID(EXAMPLE_ACCREF)}
+        from harps_service import rdcode
+        yield from rdcode.example_items()
       </codeItems>
       <events>
         <meta name="_example" title="Datalink document of a spectrum">
@@ -607,72 +590,40 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     </LOOP>
     <datalinkCore>
       <descriptorGenerator procDef="checked_sdm_genDesc"/>
-      <dataFunction procDef="gated_sdm"/>
+      <dataFunction procDef="embargo_gate"/>
       <dataFunction procDef="deliver_original"/>
+      <dataFunction procDef="//soda#sdm_genData">
+        <bind key="builder">"\rdId#build_spectrum"</bind>
+      </dataFunction>
       <FEED source="//soda#sdm_plainfluxcalib"/>
       <metaMaker>
-        <setup imports="harps_service.params"/>
+        <setup imports="harps_service.datalink"/>
         <code>
-          yield MS(InputKey, type="double precision[2]", xtype="interval",
-            name="BAND", multiplicity="forced-single",
-            unit="m", ucd="em.wl", preparse=params.BAND_PREPARSE,
-            description="Spectral cutout interval (air wavelength, metres)",
-            values=MS(Values,
-              min=descriptor.limits["ssa_specstart"].min,
-              max=descriptor.limits["ssa_specend"].max))
+          yield datalink.band_key(descriptor)
         </code>
       </metaMaker>
       <dataFunction>
-        <setup imports="harps_service.spectra"/>
+        <setup imports="harps_service.datalink"/>
         <code>
-          if args.get("BAND") is not None:
-            spectra.cutout(descriptor.data.getPrimaryTable(),
-              args["BAND"][0], args["BAND"][1])
+          datalink.apply_band(descriptor, args)
         </code>
       </dataFunction>
       <metaMaker>
-        <setup imports="harps_service.spectra"/>
+        <setup imports="harps_service.datalink"/>
         <code>
-          formats = {
-            "application/x-votable+xml": "SDM VOTable, binary encoding",
-            "application/x-votable+xml;serialization=tabledata":
-              "SDM VOTable, tabledata encoding",
-            "application/fits": "SDM FITS binary table",
-            "text/csv": "Comma separated values",
-            "text/plain": "Tab separated values",
-            spectra.ORIGINAL_FORMAT:
-              "The archive file itself (ESO Phase 3 ADP or DRS s1d FITS)"}
-          yield MS(InputKey, name="FORMAT", type="text",
-            ucd="meta.code.mime", utype="ssa:Access.Format",
-            multiplicity="forced-single",
-            description="Media type of the output",
-            values=MS(Values, options=[MS(Option, title=title, content_=mime)
-              for mime, title in formats.items()]))
+          yield datalink.format_key()
         </code>
       </metaMaker>
       <metaMaker semantics="#this">
-        <setup imports="harps_service.spectra">
-          <code>
-            from urllib.parse import quote
-          </code>
-        </setup>
+        <setup imports="harps_service.datalink"/>
         <code>
-          yield descriptor.makeLink(
-            "%s?ID=%s&amp;FORMAT=%s"%(rd.getById("sdl").getURL("dlget"),
-              quote(descriptor.pubDID), quote(spectra.ORIGINAL_FORMAT)),
-            description="The archive file as ingested (FITS)",
-            contentType="application/fits",
-            contentLength=descriptor.ssaRow["accsize"] or None)
+          yield datalink.original_link(descriptor, rd)
         </code>
       </metaMaker>
       <dataFormatter>
-        <setup imports="harps_service.spectra"/>
+        <setup imports="harps_service.datalink"/>
         <code>
-          if args.get("FORMAT")==spectra.ORIGINAL_FORMAT:
-            return descriptor.data
-          if not descriptor.data.getPrimaryTable().rows:
-            raise soda.EmptyData()
-          return spectra.format_sdm(descriptor.data, args["FORMAT"])
+          return datalink.format_response(descriptor, args)
         </code>
       </dataFormatter>
     </datalinkCore>
@@ -687,9 +638,8 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     <!-- as in sdl: the example DID is put in when the RD is read -->
     <LOOP>
       <codeItems>
-        from gavo.rscdef import getStandardPubDID
-        from harps_service.rows import EXAMPLE_ACCREF
-        yield {"exampleDID": getStandardPubDID(EXAMPLE_ACCREF)}
+        from harps_service import rdcode
+        yield from rdcode.example_items()
       </codeItems>
       <events>
         <meta name="_example" title="Preview of a spectrum">
@@ -701,12 +651,11 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     </LOOP>
     <datalinkCore>
       <descriptorGenerator procDef="checked_sdm_genDesc"/>
+      <dataFunction procDef="embargo_gate"/>
       <dataFunction>
-        <setup imports="os, harps_service.access, harps_service.spectra"/>
+        <setup imports="harps_service.datalink"/>
         <code>
-          access.require_access(descriptor.ssaRow)
-          descriptor.data = ("image/png", spectra.cached_preview(
-            descriptor.ssaRow, os.path.join(rd.resdir, "previews")))
+          datalink.preview(descriptor, rd)
         </code>
       </dataFunction>
       <dataFormatter>
@@ -847,33 +796,42 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
       </code>
     </regTest>
 
-    <regTest title="Datalink metadata lists SDM, original file and preview">
-      <url ID="harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits"
-        >sdl/dlmeta</url>
-      <code>
-        self.assertHasStrings("#this", "#preview",
-          "content=archive-original", "BAND")
-      </code>
-    </regTest>
+    <!-- the example product (harps_site.EXAMPLE_ACCREF), put in when the RD is read -->
+    <LOOP>
+      <codeItems>
+        from harps_service import rdcode
+        yield from rdcode.example_items()
+      </codeItems>
+      <events>
+        <regTest title="Datalink metadata lists SDM, original file and preview">
+          <url ID="\exampleAccref"
+            >sdl/dlmeta</url>
+          <code>
+            self.assertHasStrings("#this", "#preview",
+              "content=archive-original", "BAND")
+          </code>
+        </regTest>
 
-    <regTest title="Datalink dlget returns the SDM VOTable of the ADP">
-      <url ID="harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits"
-        FORMAT="application/x-votable+xml;serialization=tabledata"
-        BAND="6.56e-7 6.5601e-7">sdl/dlget</url>
-      <code>
-        self.assertHasStrings("spec:Spectrum", "IC4651No9122",
-          "&lt;TD>6560.0", "&lt;TD>6560.01")
-        self.assertLacksStrings("&lt;TD>6559.99")
-      </code>
-    </regTest>
+        <regTest title="Datalink dlget returns the SDM VOTable of the ADP">
+          <url ID="\exampleAccref"
+            FORMAT="application/x-votable+xml;serialization=tabledata"
+            BAND="6.56e-7 6.5601e-7">sdl/dlget</url>
+          <code>
+            self.assertHasStrings("spec:Spectrum", "IC4651No9122",
+              "&lt;TD>6560.0", "&lt;TD>6560.01")
+            self.assertLacksStrings("&lt;TD>6559.99")
+          </code>
+        </regTest>
 
-    <regTest title="SODA cutout in FITS comes back as FITS">
-      <url ID="harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits"
-        FORMAT="application/fits" BAND="5.0e-7 5.001e-7">sdl/dlget</url>
-      <code>
-        self.assertEqual(self.data[:9], b"SIMPLE  =")
-      </code>
-    </regTest>
+        <regTest title="SODA cutout in FITS comes back as FITS">
+          <url ID="\exampleAccref"
+            FORMAT="application/fits" BAND="5.0e-7 5.001e-7">sdl/dlget</url>
+          <code>
+            self.assertEqual(self.data[:9], b"SIMPLE  =")
+          </code>
+        </regTest>
+      </events>
+    </LOOP>
 
     <regTest title="TAP sync sees the HARPS table">
       <url LANG="ADQL" REQUEST="doQuery" RESPONSEFORMAT="csv"

@@ -12,7 +12,9 @@ import pytest
 import requests
 from astropy.io import fits
 from astropy.time import Time
-from conftest import RESDIR, SHARED, pub_did, require, run_ingest
+from support import EXAMPLE_ACCREF, INPUTS_DIR, RESDIR, SHARED, dachs, pub_did, require, run_ingest
+
+import harps_site
 
 pytestmark = pytest.mark.server
 
@@ -23,13 +25,12 @@ OUTSIDER = ("harps_test_outsider", "outsider-secret-2")
 
 
 def _dachs_adm(*args: str, check: bool = True) -> None:
-    subprocess.run(["runuser", "-u", "dachsroot", "--", "dachs", "adm", *args],
-                   check=check, capture_output=True)
+    dachs("adm", *args, stingy=False, check=check, capture_output=True)
 
 
 @pytest.fixture(scope="module")
 def users():
-    require(subprocess.run(["id", "dachsroot"], capture_output=True).returncode == 0,
+    require(subprocess.run(["id", harps_site.DACHS_USER], capture_output=True).returncode == 0,
             "DaCHS admin user missing")
     for user, password in (MEMBER, OUTSIDER):
         _dachs_adm("deluser", user, check=False)
@@ -61,7 +62,7 @@ def embargoed(service, users, tmp_path_factory):
     with base.getDBConnection("admin") as conn:
         conn.execute("DELETE FROM harps.raw_data WHERE accref = %(a)s", {"a": accref})
         conn.commit()
-    Path("/var/gavo/inputs", accref).unlink(missing_ok=True)
+    Path(INPUTS_DIR, accref).unlink(missing_ok=True)
 
 
 def _data_urls(service, accref: str, did: str) -> dict[str, str]:
@@ -154,6 +155,6 @@ def test_no_static_path_serves_archive_files(service, embargoed):
 
 
 def test_public_data_stay_open(service, real_files):
-    did = pub_did("harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits")
+    did = pub_did(EXAMPLE_ACCREF)
     for url in (service.dlget(did, BAND="6.56e-7 6.57e-7"), service.preview(did)):
         assert requests.get(url, timeout=60).status_code == 200

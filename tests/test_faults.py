@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from conftest import REPO, require
+from support import REPO, require
 
 pytestmark = pytest.mark.server
 

@@ -1,4 +1,4 @@
-"""ml.fitsio against the real HARPS files and against broken copies of them."""
+"""harps_data.fitsio against the real HARPS files and against broken copies of them."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 from astropy.io import fits
-from conftest import SHARED, require
+from support import SHARED, require
 
-from ml import fitsio, harps
+from harps_data import fitsio, harps
 
 ADP = SHARED / "adp" / "ADP.2014-09-16T11_04_45.123.fits"
 S1D = SHARED / "s1d" / "HARPS.2006-09-08T02_12_38.604_s1d_A.fits"

@@ -16,13 +16,15 @@ import urllib.parse
 
 import pytest
 import requests
-from conftest import pub_did
+from support import EXAMPLE_ACCREF, pub_did
+
+import harps_site
 
 pytestmark = pytest.mark.server
 
-ADP_ACCREF = "harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits"
+ADP_ACCREF = EXAMPLE_ACCREF
 #: What no answer to an anonymous request may contain.
-LEAKS = ("/var/gavo", "/usr/lib", "Traceback", "SELECT")
+LEAKS = (harps_site.GAVO_ROOT, "/usr/lib", "Traceback", "SELECT")
 #: The VOTable error status of SSA and TAP (they answer errors with HTTP 200).
 VOTABLE_ERROR = 'name="QUERY_STATUS" value="ERROR"'
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.time import Time
-from conftest import RESDIR, SHARED, pub_did, require, run_ingest
+from support import INPUTS_DIR, RESDIR, SHARED, dachs, pub_did, require, run_ingest
 
 pytestmark = pytest.mark.server
 
@@ -52,7 +52,7 @@ def scratch(tmp_path):
         conn.execute("DELETE FROM harps.raw_data WHERE product_id = ANY(%(p)s)", {"p": made})
         conn.commit()
     for (accref,) in rows:
-        Path("/var/gavo/inputs", accref).unlink(missing_ok=True)
+        Path(INPUTS_DIR, accref).unlink(missing_ok=True)
 
 
 def _count(service) -> int:
@@ -228,9 +228,8 @@ def test_ingest_and_rebuild_from_files_give_identical_rows(service):
         assert result.returncode == 1 and f"{valid} imported" in result.stdout, result.stdout
         via_ingest = _dump(name)
         assert via_ingest[0].count("\n") == valid and via_ingest[1].count("\n") == valid
-        dachs = ["runuser", "-u", "dachsroot", "--", "dachs", "--ui=stingy"]
-        subprocess.run(dachs + ["drop", f"{name}/q"], check=True, capture_output=True)
-        subprocess.run(dachs + ["imp", f"{name}/q", "import"], check=True, capture_output=True)
+        dachs("drop", f"{name}/q", check=True, capture_output=True)
+        dachs("imp", f"{name}/q", "import", check=True, capture_output=True)
         assert _dump(name) == via_ingest
     finally:
         subprocess.run([ctl, "drop-as", name], capture_output=True)

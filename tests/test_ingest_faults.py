@@ -34,11 +34,13 @@ from pathlib import Path
 import pytest
 from astropy.io import fits
 from astropy.time import Time
-from conftest import REPO, SHARED, require, run_ingest
+from support import INPUTS_DIR, REPO, SHARED, require, run_ingest
+
+import harps_site
 
 pytestmark = pytest.mark.server
 
-INPUTS = Path("/var/gavo/inputs")
+INPUTS = INPUTS_DIR
 CTL = str(REPO / "etc" / "dachsctl")
 S1D = SHARED / "s1d" / "HARPS.2006-09-08T02_12_38.604_s1d_A.fits"
 FAULT_ENV = "HARPS_INGEST_FAULT"
@@ -344,7 +346,8 @@ def test_kill_during_parallel_validation_leaves_no_process_behind(scratch, tmp_p
 def _small_tmpfs(directory: Path, size: str) -> Iterator[None]:
     """A tmpfs of ``size`` mounted over ``directory`` (owned like the archive)."""
     directory.mkdir(parents=True, exist_ok=True)
-    opts = f"size={size},mode=0775,uid={_uid('dachsroot')},gid={_gid('gavo')}"
+    uid, gid = harps_site.owner_ids()  # root: the test requires it
+    opts = f"size={size},mode=0775,uid={uid},gid={gid}"
     mount = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(directory)],
                            capture_output=True, text=True)
     require(mount.returncode == 0, f"cannot mount a tmpfs here: {mount.stderr.strip()}")
@@ -353,16 +356,6 @@ def _small_tmpfs(directory: Path, size: str) -> Iterator[None]:
     finally:
         if subprocess.run(["umount", str(directory)]).returncode != 0:
             subprocess.run(["umount", "-l", str(directory)])
-
-
-def _uid(user: str) -> int:
-    import pwd
-    return pwd.getpwnam(user).pw_uid
-
-
-def _gid(group: str) -> int:
-    import grp
-    return grp.getgrnam(group).gr_gid
 
 
 @pytest.fixture(params=["data", "staging"])

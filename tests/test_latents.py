@@ -23,7 +23,7 @@ import pytest
 import pyvo
 import requests
 from astropy.io.votable import parse_single_table
-from conftest import REPO, SHARED, require, run_ingest
+from support import REPO, SHARED, require, run_ingest
 
 pytestmark = pytest.mark.server
 

@@ -86,12 +86,12 @@ def test_report_recovers_planted_teff_dimension(tmp_path):
             w.writerow([p, i, teff[i], *rng.uniform(0, 1, len(analysis.LABELS) - 1)])
     summary = analysis.run([str(tmp_path / "lat.fits")], str(tmp_path / "labels.csv"),
                            tmp_path / "out")
-    assert summary["n_informative"] == 2 and summary["n_evaluation_stars"] == n
-    by_dim = {d["dim"]: d for d in summary["informative"]}
+    assert summary.n_informative == 2 and summary.n_evaluation_stars == n
+    by_dim = {d.dim: d for d in summary.informative}
     assert set(by_dim) == {0, 1}
-    assert by_dim[1]["mi_ksg"]["Teff"] > 1.3 and by_dim[0]["mi_ksg"]["Teff"] < 0.1
-    assert by_dim[1]["description"].startswith("Latent dimension 1") and "Teff" in \
-        by_dim[1]["description"].split(":")[1].split(",")[0]
+    assert by_dim[1].mi_ksg["Teff"] > 1.3 and by_dim[0].mi_ksg["Teff"] < 0.1
+    assert by_dim[1].description.startswith("Latent dimension 1") and "Teff" in \
+        by_dim[1].description.split(":")[1].split(",")[0]
     assert (tmp_path / "out" / "mi_heatmap.png").read_bytes()[:4] == b"\x89PNG"
     with open(tmp_path / "out" / "mi.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
-from test_ml_synthdata import make_archive
+from support import SHARED, require
+from tiny_archive import make_archive
 
 from ml import data
 from ml import preprocess as pp
@@ -100,16 +100,21 @@ def test_labels_from_harps_synth_style_csv(tmp_path):
     files = [tmp_path / "x" / "ADP.2014-10-29T03_02_35.525.fits",
              tmp_path / "HARPS.2015-01-01T00_00_00.000_s1d_A.fits"]
     assert data.star_ids(files, labels) == ["3", "5"]
-    # a file the labels do not know (a real one) is grouped by its OBJECT
-    real = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "harps_real" / "s1d"
-    real_files = sorted(real.glob("*.fits"))[:2]
-    if real_files:
-        assert data.star_ids(real_files, labels) == ["object:HD189733", "object:HD128621"]
     assert data.star_ids([tmp_path / "missing.fits"], labels) == [""]
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(data.DataError, match="bad.csv: labels CSV needs a file column"):
         data.read_labels(bad)
+
+
+def test_files_the_labels_do_not_know_are_grouped_by_object(tmp_path):
+    """A real file, absent from the labels CSV, gets its star from OBJECT."""
+    real_files = sorted((SHARED / "s1d").glob("*.fits"))[:2]
+    require(len(real_files) == 2, f"real HARPS s1d files not found at {SHARED / 's1d'}")
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("index,product_id,path,layout,star_id,object\n")
+    labels = data.read_labels(csv_path)
+    assert data.star_ids(real_files, labels) == ["object:HD189733", "object:HD128621"]
 
 
 def test_collect_inputs(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from astropy.io import fits
-from conftest import SHARED, require
+from support import SHARED, require
 
 from ml import checkpoint, encode
 from ml.model import ModelConfig, SpectrumVAE, masked_mse

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from ml import harps
+from harps_data import harps
 from ml.model import PRESETS, ModelConfig, SpectrumVAE, masked_mse
 
 torch.set_num_threads(1)  # the test machine's cores are shared

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SHARED, require
+from support import SHARED, require
 
-from ml import fitsio, harps
+from harps_data import fitsio, harps
 from ml import preprocess as pp
 
 ADP = SHARED / "adp" / "ADP.2014-09-16T11_04_45.123.fits"

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_ml_synthdata import make_archive
+from support import REPO
+from tiny_archive import make_archive
 
 import ml
 from ml import checkpoint, data, train
@@ -141,7 +142,8 @@ def test_torchrun_two_processes(archive, tmp_path):
            "--max-steps", "5", "--batch-size", "2", "--val-fraction", "0.2",
            "--out", str(out), "--device", "cpu", "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+           # both import roots of the checkout (ml; harps_data and harps_site)
+           "PYTHONPATH": os.pathsep.join(str(REPO / root) for root in (".", "resdir/res"))}
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     ckpt = checkpoint.load(out / "last.ckpt")
@@ -152,7 +154,7 @@ def test_torchrun_two_processes(archive, tmp_path):
 
 
 def test_trains_on_a_harps_synth_archive(tmp_path):
-    synth = pytest.importorskip("ml.synth")
+    import harps_synth as synth
     summary = synth.write_archive(tmp_path / "syn", 12, seed=2, step=0.5, fmt="both")
     path = train.train([tmp_path / "syn"], tmp_path / "run", model_config=TINY,
                        labels=summary.labels_path, progress=False, threads=1,

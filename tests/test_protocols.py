@@ -10,13 +10,13 @@ import pyvo
 import requests
 from astropy.io import fits
 from astropy.io.votable import parse_single_table
-from conftest import SHARED, pub_did
+from support import EXAMPLE_ACCREF, SHARED, pub_did
 
-from ml import fitsio
+from harps_data import fitsio
 
 pytestmark = pytest.mark.server
 
-ADP_ACCREF = "harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits"
+ADP_ACCREF = EXAMPLE_ACCREF
 ADP_FILE = SHARED / "adp" / "ADP.2014-09-16T11_04_45.123.fits"
 ALPHA_CEN_B = (219.87, -60.83)
 

@@ -1,8 +1,8 @@
-"""Tests of the synthetic HARPS archive generator (ml.synth).
+"""Tests of the synthetic HARPS archive generator (harps_synth).
 
 Fast by design: small archives on coarse grids, narrow wavelength ranges for
 the physics, one full-grid spectrum.  Every test compares against something
-independent (astropy, ml.fitsio, geometry, the seeds of another run) so that
+independent (astropy, harps_data.fitsio, geometry, the seeds of another run) so that
 it can fail.
 """
 
@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from ml import fitsio, harps
-from ml.synth import (
+from harps_data import fitsio, harps
+from harps_synth import (
     SpectrumParams,
     SynthConfig,
     astro,
@@ -35,9 +35,9 @@ from ml.synth import (
     render,
     write_archive,
 )
-from ml.synth.config import ConfigError
-from ml.synth.kernels import bin_average
-from ml.synth.spectrum import gap_mask
+from harps_synth.config import ConfigError
+from harps_synth.kernels import bin_average
+from harps_synth.spectrum import gap_mask
 
 TODAY = dt.date(2026, 11, 21)
 MANDATORY_PRIMARY = (
@@ -481,7 +481,7 @@ def test_config_errors_are_value_errors():
 def test_gaussian_bins_are_exact_integrals():
     from scipy import stats
 
-    from ml.synth.coarse import gaussian_bins
+    from harps_synth.coarse import gaussian_bins
 
     rng = np.random.default_rng(1)
     edges = np.arange(0.0, 51.0)
@@ -494,7 +494,7 @@ def test_gaussian_bins_are_exact_integrals():
 
 def test_coarse_bins_without_narrow_lines():
     """Regression: with no Gaussian narrower than a bin, bincount gave integers."""
-    from ml.synth import coarse
+    from harps_synth import coarse
     edges = np.linspace(5000.0, 5010.0, 11)
     out = coarse.gaussian_bins(edges, np.array([5005.0]), np.array([1.0]), np.array([1.0]))
     assert out.dtype == np.float64 and out.sum() == pytest.approx(1.0, abs=0.01)

@@ -8,12 +8,11 @@ import subprocess
 
 import pytest
 import requests
-from conftest import AUTHORITY, RD_ID, SUMMARY, pub_did, require
+from support import AUTHORITY, EXAMPLE_ACCREF, RD_ID, SUMMARY, dachs, pub_did, require
 
 pytestmark = [pytest.mark.server, pytest.mark.validator]
 
-ADP_DID = pub_did("harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits")
-DACHS_ENV = ["env", "PATH=/var/gavo/inputs/harps/bin:/usr/local/bin:/usr/bin:/bin"]
+ADP_DID = pub_did(EXAMPLE_ACCREF)
 
 
 def _stilts(*args: str, timeout: int = 600) -> str:
@@ -23,8 +22,7 @@ def _stilts(*args: str, timeout: int = 600) -> str:
 
 
 def _dachs(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(["runuser", "-u", "dachsroot", "--", *DACHS_ENV, "dachs", *args],
-                          capture_output=True, text=True, timeout=timeout)
+    return dachs(*args, stingy=False, capture_output=True, text=True, timeout=timeout)
 
 
 def test_taplint_reports_zero_errors(service, real_files):

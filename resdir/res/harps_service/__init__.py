@@ -1,7 +1,11 @@
-"""Service-side helpers of the HARPS resource directory (imported by q.rd).
+"""What runs inside DaCHS for the HARPS resource, and the operator commands.
 
-``rows``: the DaCHS grammar mapping file headers to table rows;
-``access``: the embargo gate for data paths; ``spectra``: SDM rows, original
-files and previews.  ``etc/dachsctl deploy`` puts this directory on the
+Imported by ``q.rd`` (grammars ``rows``, ``manifest``, ``latentrows``,
+``modelrows``; the datalink steps in ``datalink`` with the embargo rule in
+``access`` and the spectra in ``spectra``; ``params``, ``webfixes``,
+``hardening``, ``latent_udf``, ``rdcode``) and run by the operator
+(``ingest``/``archive``: harps-ingest; ``latents``/``modelcard``:
+harps-latents).  It never imports ``ml`` (torch): the learned layer runs in
+the venv as subprocesses.  ``etc/dachsctl deploy`` puts ``resdir/res`` on the
 system Python path of the DaCHS server.
 """

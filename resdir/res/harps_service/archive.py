@@ -24,11 +24,11 @@ import tempfile
 import time
 from collections.abc import Iterable, Sequence
 
+import harps_site
+from harps_data import fitsio
 from harps_service import manifest
-from ml import fitsio
+from harps_site import INPUTS_DIR, schema_of
 
-#: Where DaCHS keeps resource directories (a resource's accrefs are relative to it).
-INPUTS_DIR = "/var/gavo/inputs"
 #: Test hook: ``HARPS_INGEST_FAULT=<point>`` makes harps-ingest SIGKILL itself
 #: at that point (``validate``, ``place``, ``after-place``, ``before-import``,
 #: ``after-import``), so tests can check what an interrupted run leaves behind.
@@ -45,11 +45,6 @@ class BatchError(Exception):
     """A file of the batch could not be written; nothing was published."""
 
 
-def schema_of(rd_id: str) -> str:
-    """The DB schema of one of our RDs (resource directory name = schema)."""
-    return rd_id.split("/", 1)[0]
-
-
 def staging_dir(resdir: str) -> str:
     """Where a resource's batch manifests and ingest lock live."""
     return os.path.join(resdir, "staging")
@@ -63,15 +58,6 @@ def accref_of(dest: str) -> str:
 def table_exists(conn, table: str) -> bool:
     """Whether ``table`` (``schema.name``) exists, on a DaCHS connection."""
     return next(iter(conn.query("SELECT to_regclass(%(t)s) IS NOT NULL", {"t": table})))[0]
-
-
-def _owner_ids() -> tuple[int, int]:
-    import grp
-    import pwd
-    try:
-        return pwd.getpwnam("dachsroot").pw_uid, grp.getgrnam("gavo").gr_gid
-    except KeyError:
-        return -1, -1
 
 
 def _makedirs(path: str, uid: int, gid: int, chown: bool) -> None:
@@ -121,8 +107,7 @@ def place(new: Sequence[tuple[str, str, fitsio.SpectrumMeta]]) -> list[str]:
         If a file cannot be written (full disk, ...); the files placed so
         far and the temporary file are removed again.
     """
-    uid, gid = _owner_ids()
-    owner = (uid, gid) if uid >= 0 and os.geteuid() == 0 else None
+    owner = harps_site.owner_ids()
     placed: list[str] = []
     try:
         for src, dest, _ in new:
@@ -171,9 +156,7 @@ def dachs_import(rd_id: str, data_id: str = "import_batch", *,
     until it ends).  Its output goes to files, not pipes, so that it can
     finish its transaction even then.
     """
-    cmd = ["dachs", "--ui=stingy", "imp", rd_id, data_id]
-    if os.geteuid() == 0:
-        cmd = ["runuser", "-u", "dachsroot", "--"] + cmd
+    cmd = harps_site.dachs_command("imp", rd_id, data_id)
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         returncode = subprocess.run(cmd, stdout=out, stderr=err, pass_fds=keep_fds).returncode
         out.seek(0)

@@ -7,7 +7,7 @@ Usage (as root, normally through ``make ingest DATA=<dir>``)::
 Steps, each visible in the output:
 
 1. **Validate** every ``*.fits`` file under the given paths with
-   :func:`ml.fitsio.validate` (headers *and* data: garbage, wrong
+   :func:`harps_data.fitsio.validate` (headers *and* data: garbage, wrong
    instrument, wrong layout, truncated and unreadable files are refused,
    one line each: ``REFUSED <file>: <reason>``).
 2. **Place** valid files in the archive tree under a name derived from the
@@ -54,13 +54,11 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
+from harps_data import fitsio
 from harps_service import archive, manifest
-from harps_service.archive import INPUTS_DIR, fault_point, schema_of
-from ml import fitsio
+from harps_service.archive import fault_point
+from harps_site import INPUTS_DIR, RD_ID, schema_of
 
-#: The resource DaCHS publishes (etc/dachsctl deploys it to /var/gavo/inputs/harps);
-#: benchmarks deploy the same RD under other names (resdir name = schema).
-RD_ID = "harps/q"
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 

@@ -35,8 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
+import harps_site
+from harps_data import records
+from harps_data.records import AnalysisSummary, CheckpointInfo, ModelDescription
 from harps_service import modelcard
-from harps_service.ingest import INPUTS_DIR, RD_ID, schema_of
+from harps_site import INPUTS_DIR, RD_ID, resdir_of, schema_of
 
 N_NEIGHBOURS = 10
 BIN = Path(sys.executable).parent
@@ -44,10 +47,6 @@ BIN = Path(sys.executable).parent
 
 class LatentsError(RuntimeError):
     """A failed step, saying which."""
-
-
-def resdir_of(rd_id: str) -> Path:
-    return Path(INPUTS_DIR) / schema_of(rd_id)
 
 
 def run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
@@ -59,12 +58,7 @@ def run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
 
 
 def dachs(*args: str) -> None:
-    cmd = ["dachs", "--ui=stingy", *args]
-    if os.geteuid() == 0:
-        cmd = ["runuser", "-u", "dachsroot", "--", "env",
-               f"PATH={resdir_of(RD_ID) / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-               *cmd]
-    run(cmd, f"dachs {' '.join(args)}")
+    run(harps_site.dachs_command(*args), f"dachs {' '.join(args)}")
 
 
 def query(sql: str, args: dict | None = None) -> list[tuple]:
@@ -159,13 +153,13 @@ def write_neighbours(path: Path, ids: list[str], idx: np.ndarray, dist: np.ndarr
 def refresh_neighbours(rd_id: str) -> int:
     """Recompute and import the neighbour table of the current model."""
     current = resdir_of(rd_id) / "models" / "current"
-    model = json.loads((current / "model.json").read_text())
+    model = records.read(ModelDescription, current / "model.json")
     ids, vecs = read_knn(sorted(current.glob("latents*.fits")),
-                         [d["dim"] for d in model["informative"]])
+                         [d.dim for d in model.informative])
     if len(ids) < 2:
         return 0
     idx, dist = nearest(vecs)
-    write_neighbours(current / "neighbours.fits", ids, idx, dist, model["model_id"])
+    write_neighbours(current / "neighbours.fits", ids, idx, dist, model.model_id)
     _own(current / "neighbours.fits")
     dachs("imp", rd_id, "import_neighbours")
     return len(ids)
@@ -176,13 +170,7 @@ def refresh_neighbours(rd_id: str) -> int:
 # ---------------------------------------------------------------------------
 
 def _own(path: Path) -> None:
-    import grp
-    import pwd
-    if os.geteuid() != 0:
-        return
-    uid, gid = pwd.getpwnam("dachsroot").pw_uid, grp.getgrnam("gavo").gr_gid
-    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
-        os.chown(p, uid, gid)
+    harps_site.chown_to_dachs(*([path, *path.rglob("*")] if path.is_dir() else [path]))
 
 
 def _csv_with_model(src: Path, dest: Path, model_id: str, keep: list[str]) -> None:
@@ -193,26 +181,19 @@ def _csv_with_model(src: Path, dest: Path, model_id: str, keep: list[str]) -> No
             w.writerow([model_id, *[row[c] for c in keep]])
 
 
-def model_description(ckpt_path: Path, sha: str, model_id: str, summary: dict,
-                      train_data: str) -> dict:
-    """The ``model.json`` contents (read by the RD and the grammars)."""
-    info = json.loads(run([str(BIN / "python"), "-m", "ml.checkpoint", "describe",
-                           str(ckpt_path)], "reading the checkpoint").stdout)
-    return {
-        "model_id": model_id, "checkpoint": "model.ckpt", "ckpt_sha256": sha,
-        "created": datetime.datetime.utcnow().replace(microsecond=0).isoformat(),
-        "preset": info["preset"], "latent_dim": info["latent_dim"],
-        "n_parameters": info["n_parameters"], "grid_step": info["grid_step"],
-        "train_data": train_data, "n_train_spectra": info["n_train"],
-        "training": info, "analysis": {k: summary[k] for k in (
-            "evaluation", "n_evaluation_stars", "n_informative", "n_generative_parameters",
-            "best_mi_ksg", "knn10_median_abs_error", "criteria")},
-        # ranked as in the analysis (largest MAD first): z1 is the most informative
-        "informative": [{"dim": d["dim"], "column": f"z{rank}",
-                         "description": f"Informative latent coordinate no. {rank}: "
-                                        + d["description"]}
-                        for rank, d in enumerate(summary["informative"], 1)],
-    }
+def model_description(ckpt_path: Path, sha: str, model_id: str, summary: AnalysisSummary,
+                      train_data: str) -> ModelDescription:
+    """The ``model.json`` contents (read by the RD and the grammars).
+
+    The checkpoint is described by ``python -m ml.checkpoint describe`` in the
+    venv: the service package never imports torch.
+    """
+    info = CheckpointInfo.from_dict(json.loads(run(
+        [str(BIN / "python"), "-m", "ml.checkpoint", "describe", str(ckpt_path)],
+        "reading the checkpoint").stdout))
+    return ModelDescription.of(
+        model_id=model_id, ckpt_sha256=sha, train_data=train_data, info=info, summary=summary,
+        created=datetime.datetime.utcnow().replace(microsecond=0).isoformat())
 
 
 def publish(rd_id: str, ckpt: Path, artefacts: list[Path], analysis: Path,
@@ -223,8 +204,8 @@ def publish(rd_id: str, ckpt: Path, artefacts: list[Path], analysis: Path,
     model_id, sha = headers[0]["MODELID"], headers[0]["CKPTSHA"]
     if any(h["MODELID"] != model_id for h in headers):
         raise LatentsError("the latents artefacts come from different models")
-    summary = json.loads((analysis / "summary.json").read_text())
-    if not summary["informative"]:
+    summary = records.read(AnalysisSummary, analysis / "summary.json")
+    if not summary.informative:
         raise LatentsError(f"model {model_id} has no informative latent dimension (see "
                            f"{analysis / 'dims.csv'}); train longer or with another KL weight")
     dest = resdir_of(rd_id) / "models" / model_id
@@ -239,7 +220,7 @@ def publish(rd_id: str, ckpt: Path, artefacts: list[Path], analysis: Path,
     shutil.copyfile(analysis / "mi_heatmap.png", dest / "mi_heatmap.png")
     shutil.copyfile(analysis / "summary.json", dest / "analysis.json")
     model = model_description(dest / "model.ckpt", sha, model_id, summary, train_data)
-    (dest / "model.json").write_text(json.dumps(model, indent=1))
+    records.write(model, dest / "model.json")
     (dest / "card.html").write_text(modelcard.render(model, rd_id))
     _own(dest)
     current = dest.parent / "current"

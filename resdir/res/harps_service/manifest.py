@@ -2,7 +2,7 @@
 
 ``harps-ingest`` validates files in parallel processes, which parses every
 header.  Instead of having DaCHS parse them again, it writes one manifest
-per run (JSON lines: the accref and the :class:`ml.fitsio.SpectrumMeta`
+per run (JSON lines: the accref and the :class:`harps_data.fitsio.SpectrumMeta`
 fields of each new file) into the resource's ``staging/`` directory and
 imports it through the RD's ``import_batch`` data element, whose grammar is
 :class:`RowIterator` below.  Rows come out of the same
@@ -26,8 +26,8 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
+from harps_data import fitsio
 from harps_service.rows import archive_row
-from ml import fitsio
 
 try:
     from gavo.grammars.customgrammar import CustomRowIterator

@@ -9,7 +9,7 @@ an internal error (HTTP 500) or with a message that exposes server internals:
 * datalink/preview ``ID``: ``//soda#sdm_genDesc`` fails on an empty ID
   (``string index out of range``), on one that is not UTF-8 (``'BinaryItem'
   object has no attribute 'startswith'``), on a file path (``Full path
-  /etc/passwd does not start with resource root /var/gavo/inputs``) and on a
+  /etc/passwd does not start with resource root <inputsDir>``) and on a
   NUL character (the PostgreSQL driver's ``A string literal cannot contain
   NUL``).
 * SSA ``MAXREC=-1``: DaCHS's DB core drops the "overflow" row of an empty

@@ -3,7 +3,7 @@
 The RD's ``import`` data element (``dachs imp harps/q import``, a rebuild from
 the archive tree) instantiates :class:`RowIterator` for each file; the
 tree only holds files that ``harps-ingest`` validated (data included), so
-the grammar reads headers only (about 1 ms per file, see :mod:`ml.fitsio`).
+the grammar reads headers only (about 1 ms per file, see :mod:`harps_data.fitsio`).
 ``harps-ingest`` itself goes through ``import_batch`` and
 :mod:`harps_service.manifest`, with the same mapping.
 
@@ -17,17 +17,13 @@ import datetime
 import os
 from typing import Any
 
-from ml import fitsio, harps
+import harps_site
+from harps_data import fitsio, harps
 
 try:  # the grammar base class only exists inside DaCHS
     from gavo.grammars.customgrammar import CustomRowIterator
 except ImportError:  # pragma: no cover - unit tests import archive_row alone
     CustomRowIterator = object
-
-MJD_EPOCH = datetime.date(1858, 11, 17)
-
-#: The real ESO ADP (IC 4651 No 9122, from ../shared) the service examples point to.
-EXAMPLE_ACCREF = "harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits"
 
 
 def release_date(mjd_obs: float) -> datetime.date:
@@ -41,16 +37,15 @@ def release_date(mjd_obs: float) -> datetime.date:
     Returns
     -------
     datetime.date
-        Observation date plus ``ml.harps.PROPRIETARY_PERIOD_DAYS``.
+        Observation date plus ``harps_data.harps.PROPRIETARY_PERIOD_DAYS``.
     """
-    obs_date = MJD_EPOCH + datetime.timedelta(days=int(mjd_obs))
+    obs_date = harps.MJD_EPOCH.date() + datetime.timedelta(days=int(mjd_obs))
     return obs_date + datetime.timedelta(days=harps.PROPRIETARY_PERIOD_DAYS)
 
 
 def accref_of(path: str) -> str:
     """DaCHS accref (inputs-relative path) of an archive file."""
-    from gavo import base
-    return os.path.relpath(os.path.realpath(path), os.path.realpath(base.getConfig("inputsDir")))
+    return os.path.relpath(os.path.realpath(path), os.path.realpath(harps_site.INPUTS_DIR))
 
 
 def creator_did(meta: fitsio.SpectrumMeta) -> str | None:
@@ -68,7 +63,7 @@ def archive_row(meta: fitsio.SpectrumMeta, accref: str) -> dict[str, Any]:
 
     Parameters
     ----------
-    meta : ml.fitsio.SpectrumMeta
+    meta : harps_data.fitsio.SpectrumMeta
     accref : str
         The file's path relative to DaCHS's inputs directory.
 

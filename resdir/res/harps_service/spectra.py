@@ -1,7 +1,8 @@
 """Spectrum delivery for the datalink services: SDM rows, original files, previews.
 
 All functions take the dataset's SSA row (as DaCHS's SSA descriptors carry
-it); callers must have passed :func:`access.require_access` first.
+it); callers must have passed :func:`access.require_access` first (the
+datalink services do, see :mod:`harps_service.datalink`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 import numpy as np
 from gavo import base
 
-from ml import fitsio
+import harps_site
+from harps_data import fitsio
 
 #: Media type under which the datalink service hands out the archive file
 #: itself (ESO Phase 3 ADP or DRS s1d FITS), next to the SDM serialisations.
@@ -28,7 +30,7 @@ PREVIEW_BINS = 1500
 
 def spectrum_path(ssa_row: Mapping[str, Any]) -> str:
     """Absolute path of the archive file behind an SSA row."""
-    return os.path.join(base.getConfig("inputsDir"), ssa_row["accref"])
+    return os.path.join(harps_site.INPUTS_DIR, ssa_row["accref"])
 
 
 def iter_sdm_rows(ssa_row: Mapping[str, Any]) -> Iterator[dict[str, float]]:

@@ -16,7 +16,7 @@ it when loaded, and the server preloads the RD (``[web]preloadRDs``).
    StaticRenderer.getChild`` for ``/<rd>/<service>/static/``,
    ``web.ifpages.StaticServer.getChild`` for ``/static/``) refuse paths
    outside the static directory with a message naming the resolved
-   filesystem path (``/var/gavo/inputs/harps/web/../q.rd is not located
+   filesystem path (``<inputsDir>/harps/web/../q.rd is not located
    below staticData``).  The wrappers keep DaCHS's check and status and
    replace only such messages.
 

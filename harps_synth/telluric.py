@@ -4,7 +4,7 @@ Lines sit at fixed *topocentric* (air) wavelengths.  HARPS products are
 barycentric, ``lambda_bary = lambda_topo * (1 + BERV / c)``, so a telluric
 line appears shifted by +BERV while stellar lines sit at +RV: that is what
 real files show (the O2 B band of the alpha Cen B s1d files moves by the
-BERV difference between nights; see ``ml/harps.py``).
+BERV difference between nights; see ``harps_data/harps.py``).
 
 O2
     The b-X (1,0) "B" band (head 6867.2 A) and (2,0) "gamma" band (head

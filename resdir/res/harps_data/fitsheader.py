@@ -1,4 +1,4 @@
-"""FITS header scanning for HARPS 1D products: the fast path of :mod:`ml.fitsio`.
+"""FITS header scanning for HARPS 1D products: the fast path of :mod:`harps_data.fitsio`.
 
 ADP primary headers hold about 3000 cards; astropy needs about 20 ms to parse
 one, ingest has to do hundreds per second.  This module finds the END card

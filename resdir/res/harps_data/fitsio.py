@@ -10,7 +10,7 @@ Two layouts are understood (see ``../shared/data/harps_real/README.md``):
     HARPS pipeline ``*_s1d_A.fits``: a 1D float image in the primary HDU
     with a linear wavelength solution ``CRVAL1 + CDELT1 * (i + 1 - CRPIX1)``.
 
-Headers are read by the card scanner in :mod:`ml.fitsheader` rather than
+Headers are read by the card scanner in :mod:`harps_data.fitsheader` rather than
 ``astropy.io.fits`` because ingest must handle hundreds of files per second
 and ADP headers hold about 3000 cards (astropy needs about 20 ms per header,
 the scanner about 1 ms).  Data arrays are read with ``numpy`` straight from
@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from ml import harps
-from ml.fitsheader import Header, InvalidSpectrum, read_headers
+from harps_data import harps
+from harps_data.fitsheader import Header, InvalidSpectrum, read_headers
 
 _BITPIX_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 _TFORM_DTYPES = {"D": ">f8", "E": ">f4", "J": ">i4", "I": ">i2", "K": ">i8", "B": ">u1"}
@@ -273,7 +273,7 @@ def _mjd_from_iso(date_obs: str) -> float | None:
         t = datetime.datetime.fromisoformat(date_obs.strip())
     except ValueError:
         return None
-    return (t - datetime.datetime(1858, 11, 17)).total_seconds() / 86400.0
+    return (t - harps.MJD_EPOCH).total_seconds() / 86400.0
 
 
 def _check_plausible(meta: SpectrumMeta) -> None:

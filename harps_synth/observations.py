@@ -21,7 +21,7 @@ Exposure
 Conditions
     Airmass at start and end from the hour angle; precipitable water
     vapour log-normal (median 3.5 mm, 0.5-15 mm); BERV and BJD at
-    mid-exposure (:mod:`ml.synth.astro`).
+    mid-exposure (:mod:`harps_synth.astro`).
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ml import harps
-from ml.synth import astro
-from ml.synth import rng as rngmod
-from ml.synth.catalogue import Catalogue, Star, make_catalogue
-from ml.synth.config import HARPS_START, SLOTS_PER_NIGHT, SynthConfig
-from ml.synth.exposure import SpectrumParams
+from harps_data import harps
+from harps_synth import astro
+from harps_synth import rng as rngmod
+from harps_synth.catalogue import Catalogue, Star, make_catalogue
+from harps_synth.config import HARPS_START, SLOTS_PER_NIGHT, SynthConfig
+from harps_synth.exposure import SpectrumParams
 
 MAX_AIRMASS = 2.0
 #: Photo-electrons per second per 0.01 A pixel for V = 0 at 5500 A (airmass
@@ -110,7 +110,7 @@ class Observation:
 
     @property
     def airmass(self) -> float:
-        """Mean airmass of the exposure (as ``ml.fitsio`` reports it)."""
+        """Mean airmass of the exposure (as ``harps_data.fitsio`` reports it)."""
         return round(0.5 * (self.airmass_start + self.airmass_end), 4)
 
     @property
@@ -130,7 +130,7 @@ class Observation:
 
     @property
     def params(self) -> SpectrumParams:
-        """Physical parameters for :func:`ml.synth.spectrum.render`."""
+        """Physical parameters for :func:`harps_synth.spectrum.render`."""
         s = self.star
         return SpectrumParams(s.teff, s.logg, s.feh, s.vsini, self.rv, self.berv,
                               self.airmass, self.pwv)
@@ -172,7 +172,7 @@ class ObservationPlanner:
 
     Raises
     ------
-    ml.synth.config.ConfigError
+    harps_synth.config.ConfigError
         When a window has fewer slots than spectra (1000 per night).
     """
 
@@ -298,7 +298,7 @@ class ObservationPlanner:
 
 
 def planner_for(config: SynthConfig) -> ObservationPlanner:
-    """The planner of a :class:`ml.synth.config.SynthConfig` (catalogue included)."""
+    """The planner of a :class:`harps_synth.config.SynthConfig` (catalogue included)."""
     cat = make_catalogue(config.stars, config.seed)
     return ObservationPlanner(cat, config.n_spectra, seed=config.seed, today=config.today,
                               proprietary_fraction=config.proprietary_fraction)
@@ -314,7 +314,7 @@ def iter_observations(n_spectra: int, *, seed: int = 1, n_stars: int | None = No
     n_spectra : int
         Size of the run (fixes the schedule).
     seed, n_stars, today, proprietary_fraction
-        As in :class:`ml.synth.config.SynthConfig`; the same values give the
+        As in :class:`harps_synth.config.SynthConfig`; the same values give the
         same observations as the archive written with them.
     start, stop : int
         Index range to yield (default: all).

@@ -5,7 +5,7 @@ the OBS/TPL/DPR (observation block), TEL/ADA (telescope, ambient
 conditions, including the water vapour as ``TEL AMBI IWV START/END``),
 INS (instrument set-up and telemetry, 43 temperature sensors) and DET
 (CCD) sets with the keyword names, comments and layout of the real 2014
-ADP; values are synthetic.  :mod:`ml.synth.eso_drs` adds the DRS set.
+ADP; values are synthetic.  :mod:`harps_synth.eso_drs` adds the DRS set.
 
 Observation-dependent cards are formatted per file.  The telemetry block
 describes the instrument on a night: it comes from ``N_VARIANTS`` seeded
@@ -20,11 +20,11 @@ import math
 
 import numpy as np
 
-from ml import harps
-from ml.synth import astro
-from ml.synth import rng as rngmod
-from ml.synth.fitswrite import Num, hcard
-from ml.synth.observations import Observation
+from harps_data import harps
+from harps_synth import astro
+from harps_synth import rng as rngmod
+from harps_synth.fitswrite import Num, hcard
+from harps_synth.observations import Observation
 
 N_VARIANTS = 16
 #: (number, ID, name) of the INS temperature sensors of HARPS.

@@ -7,7 +7,7 @@ S/N and cosmic counts per order (``SPE EXT SN0..71``, ``SPE NBCOS0..71``),
 ``BERV``, ``BJD`` and ``BERVMX``.  Names, comments and the compact DRS
 layout follow the real 2014 ADP; values are synthetic.  The calibration
 records belong to a night: they come from the night's variant (see
-:func:`ml.synth.eso_instrument.variant`) and are cached as bytes.
+:func:`harps_synth.eso_instrument.variant`) and are cached as bytes.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import functools
 
 import numpy as np
 
-from ml import harps
-from ml.synth import astro
-from ml.synth import rng as rngmod
-from ml.synth.eso_instrument import N_VARIANTS, order_centres, variant
-from ml.synth.fitswrite import hcard
-from ml.synth.observations import Observation
+from harps_data import harps
+from harps_synth import astro
+from harps_synth import rng as rngmod
+from harps_synth.eso_instrument import N_VARIANTS, order_centres, variant
+from harps_synth.fitswrite import hcard
+from harps_synth.observations import Observation
 
 
 def _drs(key: str, value: object, comment: str) -> str:

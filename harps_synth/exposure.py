@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ml import harps
+from harps_data import harps
 
 #: CCD read noise, electrons (DRS CCD SIGDET in real headers: 4.7-4.9).
 READ_NOISE_CCD = 4.9

@@ -36,7 +36,7 @@ import math
 
 import numpy as np
 
-from ml.synth import rng as rngmod
+from harps_synth import rng as rngmod
 
 #: Fraction of giants, of M dwarfs, and of spectroscopic binaries.
 GIANT_FRACTION = 0.12

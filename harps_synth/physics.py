@@ -43,7 +43,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ml.synth import lines as ld
+from harps_synth import lines as ld
 
 K_B = 1.380649e-23
 AMU = 1.66053907e-27

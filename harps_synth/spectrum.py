@@ -11,12 +11,12 @@ Order of operations (as light travels)::
 
 Two numerical modes give the same physics at different cost:
 
-profile mode (output step <= ``PROFILE_MAX_STEP`` = 0.2 A, :mod:`ml.synth.profile`)
+profile mode (output step <= ``PROFILE_MAX_STEP`` = 0.2 A, :mod:`harps_synth.profile`)
     Optical depths on a uniform ``ln lambda`` grid of 0.4 km/s; weak lines
     are deposited and convolved with their Voigt profiles, rotation,
     Doppler shift and instrument by FFT with analytic kernels.  About
     0.2 s for the full 0.01 A grid (313,201 pixels).
-coarse mode (output step > 0.2 A, :mod:`ml.synth.coarse`)
+coarse mode (output step > 0.2 A, :mod:`harps_synth.coarse`)
     Each weak line contributes its exact equivalent width (curve of growth
     of its Voigt profile) spread over the output bins with its broadened
     Gaussian width; strong lines and bands are integrated over each bin
@@ -35,11 +35,11 @@ import math
 
 import numpy as np
 
-from ml import harps
-from ml.synth import physics
-from ml.synth.coarse import coarse_spectrum
-from ml.synth.exposure import GAIN, READ_NOISE_NATIVE, SpectrumParams
-from ml.synth.profile import profile_spectrum
+from harps_data import harps
+from harps_synth import physics
+from harps_synth.coarse import coarse_spectrum
+from harps_synth.exposure import GAIN, READ_NOISE_NATIVE, SpectrumParams
+from harps_synth.profile import profile_spectrum
 
 __all__ = ["SpectrumParams", "gap_mask", "noise_scale", "normalized_spectrum", "render",
            "response"]
@@ -56,7 +56,7 @@ def normalized_spectrum(p: SpectrumParams, wave: np.ndarray) -> np.ndarray:
     p : SpectrumParams
     wave : numpy.ndarray
         Shape ``(N,)``, barycentric air wavelengths in Angstrom, increasing
-        (normally ``ml.harps.archive_grid(step)``).
+        (normally ``harps_data.harps.archive_grid(step)``).
 
     Returns
     -------
@@ -116,7 +116,7 @@ def render(obs, wave: np.ndarray, *, noise: bool = True) -> tuple[np.ndarray, np
     obs : Observation
         Anything with ``params`` (:class:`SpectrumParams`), ``snr`` (median
         S/N per 0.01 A pixel) and ``noise_rng()`` -- normally an
-        :class:`ml.synth.observations.Observation`.
+        :class:`harps_synth.observations.Observation`.
     wave : numpy.ndarray
         Shape ``(N,)``, barycentric air wavelengths in Angstrom, uniform
         step between 0.01 and 10 A.

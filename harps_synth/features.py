@@ -1,6 +1,6 @@
 """Explicit-profile features: strong lines with wings and molecular band envelopes.
 
-The weak-line forest is handled spectrally (:mod:`ml.synth.spectrum`); the
+The weak-line forest is handled spectrally (:mod:`harps_synth.spectrum`); the
 features here are evaluated point by point because their wings reach tens
 of Angstrom.  Wavelengths are stellar rest-frame air wavelengths [A].
 
@@ -23,9 +23,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ml import harps
-from ml.synth import lines as ld
-from ml.synth import physics
+from harps_data import harps
+from harps_synth import lines as ld
+from harps_synth import physics
 
 #: Optical depth at which a feature's window ends.
 TAU_EDGE = 1e-3
@@ -40,7 +40,7 @@ _SQRT_PI = math.sqrt(math.pi)
 
 
 class StrongLines(NamedTuple):
-    """Per-star parameters of :data:`ml.synth.lines.STRONG_LINES`, arrays of shape ``(n,)``:
+    """Per-star parameters of :data:`harps_synth.lines.STRONG_LINES`, arrays of shape ``(n,)``:
     centre [A], line-centre optical depth, Doppler width [A], damping or
     Stark strength, hydrogen flag, half window [A]."""
 

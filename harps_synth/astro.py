@@ -25,9 +25,8 @@ import math
 
 import numpy as np
 
-from ml import harps
+from harps_data import harps
 
-MJD_EPOCH = dt.datetime(1858, 11, 17)
 MJD_J2000 = 51544.5
 #: Light time for one astronomical unit, days.
 AU_LIGHT_DAYS = 499.004784 / 86400.0
@@ -53,12 +52,12 @@ _GIANTS = ((1.0 / 1047.3486, 5.20288700, 34.39644051, 3034.74612775),
 
 def mjd_to_datetime(mjd: float) -> dt.datetime:
     """Calendar datetime (UTC, naive) of an MJD, to the microsecond."""
-    return MJD_EPOCH + dt.timedelta(days=mjd)
+    return harps.MJD_EPOCH + dt.timedelta(days=mjd)
 
 
 def date_to_mjd(date: dt.date) -> int:
     """MJD of 00:00 UTC on ``date``."""
-    return (date - MJD_EPOCH.date()).days
+    return (date - harps.MJD_EPOCH.date()).days
 
 
 def iso_ms(ms: int) -> str:
@@ -67,7 +66,7 @@ def iso_ms(ms: int) -> str:
     Parameters
     ----------
     ms : int
-        Milliseconds since 1858-11-17T00:00:00 UTC.
+        Milliseconds since MJD 0 (``harps_data.harps.MJD_EPOCH``).
 
     Returns
     -------
@@ -76,7 +75,7 @@ def iso_ms(ms: int) -> str:
     """
     days, rest = divmod(ms, 86_400_000)
     secs, milli = divmod(rest, 1000)
-    day = MJD_EPOCH.date() + dt.timedelta(days=days)
+    day = harps.MJD_EPOCH.date() + dt.timedelta(days=days)
     hh, rem = divmod(secs, 3600)
     mm, ss = divmod(rem, 60)
     return f"{day.isoformat()}T{hh:02d}:{mm:02d}:{ss:02d}.{milli:03d}"

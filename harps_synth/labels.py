@@ -5,7 +5,7 @@ Columns (units in the names where they have one):
 ==================  ======================================================
 ``index``           spectrum index in the run (0 .. n-1)
 ``product_id``      ADP: ARCFILE without ``.fits``; s1d:
-                    ``HARPS.<DATE-OBS>_s1d_A`` (both as ``ml.fitsio``
+                    ``HARPS.<DATE-OBS>_s1d_A`` (both as ``harps_data.fitsio``
                     reports them)
 ``path``            file path relative to the archive directory
 ``layout``          ``ADP`` or ``S1D``
@@ -29,7 +29,7 @@ Columns (units in the names where they have one):
 ``prog_id``         ESO programme identifier
 ``date_obs``        DATE-OBS
 ``release_date``    end of the proprietary period, ISO date (DATE-OBS date +
-                    ``ml.harps.PROPRIETARY_PERIOD_DAYS``)
+                    ``harps_data.harps.PROPRIETARY_PERIOD_DAYS``)
 ``is_proprietary``  ``True`` if ``release_date`` is after the run's ``--today``
 ==================  ======================================================
 """
@@ -39,7 +39,7 @@ from __future__ import annotations
 import csv
 from typing import IO
 
-from ml.synth.observations import Observation
+from harps_synth.observations import Observation
 
 COLUMNS = ("index", "product_id", "path", "layout", "star_id", "object", "ra_deg", "dec_deg",
            "teff_k", "logg_cgs", "mh_dex", "vsini_kms", "rv_kms", "berv_kms", "airmass",

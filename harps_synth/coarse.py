@@ -1,7 +1,7 @@
 """Coarse mode: equivalent widths deposited on output bins (fast, >= 0.2 A pixels).
 
 Each weak line contributes its exact equivalent width (curve of growth of
-its Voigt profile, :func:`ml.synth.kernels.reduced_width`) spread over the
+its Voigt profile, :func:`harps_synth.kernels.reduced_width`) spread over the
 output bins as a Gaussian of its broadened width (exactly integrated per
 bin); a saturated line is spread over at least its own width ``EW / D``.
 Strong lines and molecular bands are integrated over each bin from points
@@ -20,10 +20,10 @@ import math
 import numpy as np
 from scipy import special
 
-from ml import harps
-from ml.synth import features, kernels, physics, telluric
-from ml.synth import lines as ld
-from ml.synth.exposure import INSTRUMENT_FWHM, ROT_SIGMA, SpectrumParams
+from harps_data import harps
+from harps_synth import features, kernels, physics, telluric
+from harps_synth import lines as ld
+from harps_synth.exposure import INSTRUMENT_FWHM, ROT_SIGMA, SpectrumParams
 
 #: Sampling of the (smooth) molecular band envelopes, Angstrom.
 COARSE_SUBSTEP = 0.5

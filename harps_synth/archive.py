@@ -9,7 +9,7 @@ Layout::
 
     OUT/2006/ADP.2014-09-16T11_04_45.123.fits     (--format adp|both)
     OUT/2006/HARPS.2006-07-05T03_52_40.071_s1d_A.fits  (--format s1d|both)
-    OUT/labels.csv                                (see ml.synth.labels)
+    OUT/labels.csv                                (see harps_synth.labels)
     OUT/synth_run.json                            (settings, counts, versions)
 """
 
@@ -26,10 +26,10 @@ import numpy as np
 from tqdm import tqdm
 
 import ml
-from ml import harps
-from ml.synth import labels, lines, products, spectrum
-from ml.synth.config import SynthConfig
-from ml.synth.observations import Observation, planner_for
+from harps_data import harps
+from harps_synth import labels, lines, products, spectrum
+from harps_synth.config import SynthConfig
+from harps_synth.observations import Observation, planner_for
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +118,7 @@ def _results(config: SynthConfig, out_dir: str):
 
 
 def _run_record(config: SynthConfig, summary: ArchiveSummary) -> dict:
-    return {"generator": "ml.synth", "version": ml.__version__, "config": config.as_dict(),
+    return {"generator": "harps_synth", "version": ml.__version__, "config": config.as_dict(),
             "line_list_seed": lines.LINE_LIST_SEED, "numpy": np.__version__,
             "labels": os.path.relpath(summary.labels_path, summary.out_dir),
             "n_spectra": summary.n_spectra, "n_files": summary.n_files,
@@ -169,7 +169,7 @@ def write_archive(out_dir: str | os.PathLike, n_spectra: int = 100, *, seed: int
     n_spectra : int
         Number of observations.
     seed, n_stars, step, fmt, err, today, proprietary_fraction, workers
-        See :class:`ml.synth.config.SynthConfig` (``today=None``: today's date).
+        See :class:`harps_synth.config.SynthConfig` (``today=None``: today's date).
     labels_path : str or path-like, optional
         Label CSV (default ``out_dir/labels.csv``).
     progress : bool
@@ -181,7 +181,7 @@ def write_archive(out_dir: str | os.PathLike, n_spectra: int = 100, *, seed: int
 
     Raises
     ------
-    ml.synth.config.ConfigError
+    harps_synth.config.ConfigError
         An invalid setting (the message names the option).
     """
     kwargs = {} if today is None else {"today": today}

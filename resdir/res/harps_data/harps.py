@@ -9,7 +9,13 @@ name says otherwise.
 
 from __future__ import annotations
 
+import datetime
+
 import numpy as np
+
+# --- Time -------------------------------------------------------------------
+#: MJD 0: 1858-11-17T00:00:00 UTC (naive datetime; ``.date()`` for day counts).
+MJD_EPOCH = datetime.datetime(1858, 11, 17)
 
 # --- Instrument and site ---------------------------------------------------
 INSTRUMENT = "HARPS"
@@ -64,7 +70,7 @@ MODEL_PADDED = 2**18 + 2**16  # 327680
 MODEL_GAP = (5303.6, 5338.0)
 
 # --- Archive policy -------------------------------------------------------
-#: Primary-header keyword (HIERARCH) marking files made by ``ml.synth``: they
+#: Primary-header keyword (HIERARCH) marking files made by ``harps_synth``: they
 #: are not ESO products, so they get no ESO creator DID and are labelled as
 #: synthetic in the service.
 SYNTHETIC_KEYWORD = "HARPSVO SYNTHETIC"

@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import math
 
-from ml import harps
+from harps_data import harps
 
 #: Command-line flag of each field, for error messages that name the option.
 FLAGS = {
@@ -23,7 +23,6 @@ FORMATS = ("adp", "s1d", "both")
 ERR_MODES = ("nan", "real")
 #: First night of HARPS science operations used by the generator.
 HARPS_START = dt.date(2003, 12, 1)
-MJD_EPOCH = dt.date(1858, 11, 17)
 #: Coarsest sampling the generator accepts, Angstrom.
 MAX_STEP = 10.0
 #: Observations per night at most: the slot number is the millisecond field
@@ -101,8 +100,9 @@ class SynthConfig:
         if self.fmt not in FORMATS:
             raise ConfigError("fmt", f"must be one of {', '.join(FORMATS)}, got {self.fmt!r}")
         if self.fmt != "adp" and self.step >= 1.0:
-            raise ConfigError("fmt", f"{self.fmt!r} needs --step below 1 Angstrom (ml.fitsio reads "
-                              f"s1d files only with CDELT1 < 1), got --step {self.step}")
+            raise ConfigError("fmt", f"{self.fmt!r} needs --step below 1 Angstrom "
+                              "(harps_data.fitsio reads s1d files only with CDELT1 < 1), "
+                              f"got --step {self.step}")
         if self.err not in ERR_MODES:
             raise ConfigError("err", f"must be one of {', '.join(ERR_MODES)}, got {self.err!r}")
         if not isinstance(self.today, dt.date) or self.today < HARPS_START + dt.timedelta(800):
@@ -131,8 +131,8 @@ class SynthConfig:
         (the year before ``today``) late enough that it has not; DATE-OBS
         may fall on the UT day after the night's date.
         """
-        today = (self.today - MJD_EPOCH).days
-        first = (HARPS_START - MJD_EPOCH).days
+        today = (self.today - harps.MJD_EPOCH.date()).days
+        first = (HARPS_START - harps.MJD_EPOCH.date()).days
         n_prop = int(round(self.proprietary_fraction * self.n_spectra))
         return ((today - 364, 363, n_prop),
                 (first, today - 366 - first + 1, self.n_spectra - n_prop))
@@ -140,7 +140,7 @@ class SynthConfig:
     def _check_capacity(self) -> None:
         for start, nights, count in self.windows():
             if count > max(nights, 0) * SLOTS_PER_NIGHT:
-                day = MJD_EPOCH + dt.timedelta(days=start)
+                day = harps.MJD_EPOCH.date() + dt.timedelta(days=start)
                 raise ConfigError("n_spectra", f"{count} spectra do not fit in {max(nights, 0)} "
                                   f"nights from {day} (at most {SLOTS_PER_NIGHT} per night); "
                                   "lower it, the proprietary fraction, or move --today")

@@ -1,4 +1,4 @@
-"""Command line: ``harps-synth`` / ``python -m ml.synth``.
+"""Command line: ``harps-synth`` / ``python -m harps_synth``.
 
 Examples::
 
@@ -13,9 +13,9 @@ import argparse
 import datetime as dt
 import sys
 
-from ml import harps
-from ml.synth.archive import write_archive_config
-from ml.synth.config import ERR_MODES, FORMATS, ConfigError, SynthConfig
+from harps_data import harps
+from harps_synth.archive import write_archive_config
+from harps_synth.config import ERR_MODES, FORMATS, ConfigError, SynthConfig
 
 
 def _date(text: str) -> dt.date:

@@ -75,7 +75,7 @@ class StrongLine(NamedTuple):
     the Sun; for hydrogen it is the Stark wing strength instead.  Both are
     tuned so that the Sun gets its observed equivalent widths (Na D2
     0.75 A, Mg b1 1.58 A, Ca II K 20 A, ...) and, for H alpha, its profile
-    (see :mod:`ml.synth.features`); H beta..epsilon keep the observed EW
+    (see :mod:`harps_synth.features`); H beta..epsilon keep the observed EW
     ratios to H alpha.
     """
 

@@ -12,18 +12,18 @@ s1d
     and a stale ``DATASUM='0'`` without CHECKSUM, like real DRS files.
 
 Every primary header carries ``HIERARCH HARPSVO SYNTHETIC = T``
-(``ml.harps.SYNTHETIC_KEYWORD``): these are not ESO products.
+(``harps_data.harps.SYNTHETIC_KEYWORD``): these are not ESO products.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ml import harps
-from ml.synth import astro, eso_drs, eso_instrument, exposure
-from ml.synth import rng as rngmod
-from ml.synth.fitswrite import Num, card, fmt_float, hcard, hdu_bytes
-from ml.synth.observations import Observation
+from harps_data import harps
+from harps_synth import astro, eso_drs, eso_instrument, exposure
+from harps_synth import rng as rngmod
+from harps_synth.fitswrite import Num, card, fmt_float, hcard, hdu_bytes
+from harps_synth.observations import Observation
 
 #: ERR column comment for each ``--err`` mode.
 ERR_COMMENTS = {"nan": "Error spectrum not available, filled with NaN",
@@ -170,7 +170,7 @@ def _hierarch(o: Observation, sn_orders: np.ndarray) -> list[str | bytes]:
             + eso_instrument.ins_dynamic(o) + [eso_instrument.ins_static(o.seed, var)]
             + eso_instrument.det_cards(o)
             + eso_drs.drs_cards(o, sn_orders, exposure.GAIN, exposure.READ_NOISE_CCD)
-            + [hcard(harps.SYNTHETIC_KEYWORD, True, "made by ml.synth, not ESO data")])
+            + [hcard(harps.SYNTHETIC_KEYWORD, True, "made by harps_synth, not ESO data")])
 
 
 def adp_primary_cards(o: Observation, wave: np.ndarray, snr_file: float,
@@ -249,7 +249,7 @@ def adp_bytes(o: Observation, wave: np.ndarray, flux: np.ndarray, err: np.ndarra
     wave : numpy.ndarray
         Shape ``(N,)``, Angstrom, increasing.
     flux, err : numpy.ndarray
-        Shape ``(N,)``, adu, as returned by :func:`ml.synth.spectrum.render`
+        Shape ``(N,)``, adu, as returned by :func:`harps_synth.spectrum.render`
         (``err`` the true noise; NaN in the CCD gap).
     err_mode : str
         ``"nan"`` writes ERR as all NaN (like real ADPs), ``"real"`` writes ``err``.

@@ -6,7 +6,7 @@ convolved with their Voigt profiles in Fourier space; strong lines and
 molecular bands are added point by point; the stellar spectrum is rotated
 and shifted by RV, multiplied by the telluric transmission (lines at +BERV)
 and convolved with the instrument, all with analytic kernels
-(:mod:`ml.synth.kernels`).  About 0.2 s for the full 0.01 A grid.
+(:mod:`harps_synth.kernels`).  About 0.2 s for the full 0.01 A grid.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import NamedTuple
 import numpy as np
 from scipy import fft
 
-from ml import harps
-from ml.synth import features, kernels, physics, telluric
-from ml.synth import lines as ld
-from ml.synth.exposure import INSTRUMENT_FWHM, SpectrumParams
+from harps_data import harps
+from harps_synth import features, kernels, physics, telluric
+from harps_synth import lines as ld
+from harps_synth.exposure import INSTRUMENT_FWHM, SpectrumParams
 
 #: Sampling of the internal ln-lambda grid, km/s.
 DV_FINE = 0.4

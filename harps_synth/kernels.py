@@ -12,11 +12,11 @@ Fourier transforms (no sampled kernels, no edge effects):
 * instrument: Gaussian of FWHM ``c / R``;
 * a Doppler shift ``v``: ``exp(-2 pi i f v)``.
 
-Coarse mode (equivalent-width deposit, see :mod:`ml.synth.spectrum`) needs
+Coarse mode (equivalent-width deposit, see :mod:`harps_synth.spectrum`) needs
 the equivalent width of a Voigt line of any strength:
 :func:`reduced_width` interpolates tables of
 ``w(tau0, a) = int g(tau0 H(a, u)) du`` (Doppler units), with the stellar
-saturation ``g(t) = t / (1 + t)`` (see :mod:`ml.synth.physics`) for the
+saturation ``g(t) = t / (1 + t)`` (see :mod:`harps_synth.physics`) for the
 forest classes and true absorption ``g(t) = 1 - exp(-t)`` for the
 telluric class.
 """

@@ -1,0 +1,156 @@
+"""The steps of the datalink services (``sdl``, ``pv`` in ``q.rd``), one function each.
+
+``q.rd`` chains them with DaCHS's stock SDM procedures; a ``dlget`` on
+``sdl`` runs, in order:
+
+1. :func:`gate` (procDef ``embargo_gate``): refuses embargoed data to
+   outsiders (DaCHS 2.7's datalink does not check, see :mod:`access`).  DaCHS
+   wants its first data function to produce the data; the gate's is a
+   reference to the archive file (:class:`ArchiveFile`), read only if
+   delivered;
+2. :func:`deliver_original` (procDef ``deliver_original``): FORMAT=original
+   hands that file out unchanged and skips the rest;
+3. DaCHS's ``//soda#sdm_genData``, bound to ``build_spectrum``: the SDM table
+   (replacing the reference);
+4. DaCHS's ``//soda#sdm_plainfluxcalib`` (FLUXCALIB), then :func:`apply_band`
+   (BAND cutouts), then :func:`format_response` (the formatter).
+
+The metadata makers (:func:`band_key`, :func:`format_key`,
+:func:`original_link`) declare BAND, FORMAT and the link to the original.
+``pv`` runs :func:`gate`, then :func:`preview`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from gavo import base
+
+from harps_service import access, spectra
+
+#: FORMAT values of ``sdl/dlget``: media type -> what it is.
+FORMATS = {
+    "application/x-votable+xml": "SDM VOTable, binary encoding",
+    "application/x-votable+xml;serialization=tabledata": "SDM VOTable, tabledata encoding",
+    "application/fits": "SDM FITS binary table",
+    "text/csv": "Comma separated values",
+    "text/plain": "Tab separated values",
+    spectra.ORIGINAL_FORMAT: "The archive file itself (ESO Phase 3 ADP or DRS s1d FITS)",
+}
+
+
+@dataclass(frozen=True)
+class ArchiveFile:
+    """The archive file of a dataset, not yet read (what the gate lets through)."""
+
+    ssa_row: Mapping[str, Any]
+
+    def read(self) -> tuple[str, bytes]:
+        """(media type, payload), as DaCHS delivers it."""
+        return spectra.original_file(self.ssa_row)
+
+
+def gate(descriptor: Any) -> None:
+    """Data function 1: refuse outsiders, else let the archive file through.
+
+    Raises
+    ------
+    gavo.svcs.Authenticate, gavo.svcs.ForbiddenURI
+        See :func:`access.require_access`.
+    """
+    access.require_access(descriptor.ssaRow)
+    descriptor.data = ArchiveFile(descriptor.ssaRow)
+
+
+def is_original(args: Mapping[str, Any]) -> bool:
+    """Whether the request asks for the archive file itself (FORMAT=original)."""
+    return args.get("FORMAT") == spectra.ORIGINAL_FORMAT
+
+
+def deliver_original(descriptor: Any, args: Mapping[str, Any]) -> None:
+    """Data function 2: for FORMAT=original, deliver the archive file unchanged.
+
+    Raises
+    ------
+    gavo.base.ValidationError
+        BAND or FLUXCALIB with FORMAT=original (they need an SDM FORMAT).
+    gavo.protocols.soda.DeliverNow
+        With the file in ``descriptor.data``: DaCHS skips the SDM steps and
+        the formatter.
+    """
+    if not is_original(args):
+        return
+    from gavo.protocols.soda import DeliverNow
+    if args.get("BAND") is not None or args.get("FLUXCALIB"):
+        raise base.ValidationError("BAND and FLUXCALIB need an SDM FORMAT; the original"
+                                   " file is delivered unchanged", "FORMAT")
+    descriptor.data = descriptor.data.read()
+    raise DeliverNow()
+
+
+def apply_band(descriptor: Any, args: Mapping[str, Any]) -> None:
+    """Data function after the SDM steps: the BAND cutout (:func:`spectra.cutout`)."""
+    if args.get("BAND") is not None:
+        spectra.cutout(descriptor.data.getPrimaryTable(), args["BAND"][0], args["BAND"][1])
+
+
+def format_response(descriptor: Any, args: Mapping[str, Any]) -> tuple[str, bytes]:
+    """The formatter: the SDM table in the requested FORMAT.
+
+    Raises
+    ------
+    gavo.protocols.soda.EmptyData
+        When the cutout left no rows.
+    """
+    from gavo.protocols import soda
+    if not descriptor.data.getPrimaryTable().rows:
+        raise soda.EmptyData()
+    return spectra.format_sdm(descriptor.data, args["FORMAT"])
+
+
+def preview(descriptor: Any, rd: Any) -> None:
+    """``pv``'s data function after the gate: the cached PNG quick-look."""
+    descriptor.data = ("image/png", spectra.cached_preview(
+        descriptor.ssaRow, os.path.join(rd.resdir, "previews")))
+
+
+def band_key(descriptor: Any) -> Any:
+    """Metadata maker: the BAND parameter, limited to the archive's coverage."""
+    from gavo import rscdef, svcs
+
+    from harps_service import params
+    return base.makeStruct(
+        svcs.InputKey, type="double precision[2]", xtype="interval",
+        name="BAND", multiplicity="forced-single",
+        unit="m", ucd="em.wl", preparse=params.BAND_PREPARSE,
+        description="Spectral cutout interval (air wavelength, metres)",
+        values=base.makeStruct(rscdef.Values,
+                               min=descriptor.limits["ssa_specstart"].min,
+                               max=descriptor.limits["ssa_specend"].max))
+
+
+def format_key() -> Any:
+    """Metadata maker: the FORMAT parameter with the options of :data:`FORMATS`."""
+    from gavo import rscdef, svcs
+    return base.makeStruct(
+        svcs.InputKey, name="FORMAT", type="text",
+        ucd="meta.code.mime", utype="ssa:Access.Format",
+        multiplicity="forced-single",
+        description="Media type of the output",
+        values=base.makeStruct(rscdef.Values, options=[
+            base.makeStruct(rscdef.Option, title=title, content_=mime)
+            for mime, title in FORMATS.items()]))
+
+
+def original_link(descriptor: Any, rd: Any) -> Any:
+    """Metadata maker (``#this``): the link to the archive file as ingested."""
+    return descriptor.makeLink(
+        f"{rd.getById('sdl').getURL('dlget')}?ID={quote(descriptor.pubDID)}"
+        f"&FORMAT={quote(spectra.ORIGINAL_FORMAT)}",
+        description="The archive file as ingested (FITS)",
+        contentType="application/fits",
+        contentLength=descriptor.ssaRow["accsize"] or None)
