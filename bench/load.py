@@ -241,6 +241,10 @@ def make_request(kind: str, rng: random.Random, t: Targets, base: str,
                  cold: bool = True, spell: random.Random | None = None) -> Req:
     """Draw a request of the given kind aimed at a random real row.
 
+    Long because it is one flat dispatch over the seven request kinds of the mix:
+    each branch is two or three lines, and one table of them reads better than
+    seven small functions.
+
     Parameters
     ----------
     kind : str
@@ -631,6 +635,10 @@ def run_load(cfg: Config, targets: Targets, clients: int, max_requests: int | No
              seed: int = 0) -> tuple[list[Outcome], float]:
     """Run closed-loop clients until the request count or the time limit is reached.
 
+    Long because the client thread, its stop conditions and the optional fault
+    hook share the per-run state (deadline, counters, stop event); splitting
+    them would pass that state around in closures anyway.
+
     Parameters
     ----------
     cfg : Config
@@ -765,6 +773,9 @@ def rss_stats(samples: list[dict[str, float]], t0: float, t1: float) -> dict[str
 def phase(cfg: Config, targets: Targets, sampler: Sampler, clients: int, max_requests: int | None,
           max_seconds: float, label: str, seed: int) -> dict[str, Any]:
     """One measured phase: load, then summary with RSS and CPU.
+
+    Long because it assembles one report record field by field (latencies per
+    kind, errors, RSS, CPU per process group): a straight list of fields.
 
     Parameters
     ----------
@@ -1437,6 +1448,7 @@ def parse_mix(text: str) -> dict[str, float]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line.  Long because it is one ``add_argument`` per option."""
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", default=SERVER_URL,
@@ -1514,6 +1526,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the phases, the comparison, the soak and the faults that were asked for.
+
+    Long because it is the script's sequence of steps (targets, warm-up,
+    phases or comparison, soak, faults, report), each a call with its own
+    progress line; the steps themselves are functions above.
+    """
     args = parse_args(argv)
     has_pids = dachsctl_has_pids()
     if args.compare and not has_pids:

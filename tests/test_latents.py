@@ -40,7 +40,7 @@ def _run(cmd: list[str], timeout: int = 1800) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def published(service, tmp_path_factory):
-    """A published tiny model over 150 synthetic + 8 real public spectra."""
+    """A published tiny model over 150 synthetic + the real public spectra of ../shared."""
     require(SHARED.is_dir(), "real HARPS files missing")
     work = tmp_path_factory.mktemp("latents")
     ctl = str(REPO / "etc" / "dachsctl")
@@ -100,7 +100,9 @@ def test_every_public_spectrum_has_latents_with_provenance(service, published):
     assert all(r["model_id"] for r in public), "a public spectrum without latents"
     assert not any(r["model_id"] for r in private), "proprietary spectra must not be encoded"
     real = [r for r in public if r["synthetic"] == "0"]
-    assert len(real) == 8 and all(r["encode_flags"] == "0" for r in real)  # real ADP + s1d
+    # every real file but the garbage one (edge_cases/): ADP, s1d and cenb/
+    valid = sum(1 for p in SHARED.rglob("*.fits") if "edge_cases" not in p.parts)
+    assert len(real) == valid and all(r["encode_flags"] == "0" for r in real)
     assert len({(r["model_id"], r["ckpt_sha256"], r["train_data"]) for r in public}) == 1
     assert all(float(r["recon_error"]) >= 0 for r in public if r["encode_flags"] == "0")
 
@@ -186,7 +188,8 @@ def test_neighbour_table_equals_brute_force(service, published):
 
 
 @pytest.mark.parametrize("expr, message", [
-    ("gavo_latentdist(knn, '1 2')", "informative latent space has"),
+    # 17 numbers: more than the tiny preset's 16 latent dimensions, never valid
+    ("gavo_latentdist(knn, '" + " ".join(["1"] * 17) + "')", "informative latent space has"),
     ("gavo_latentdist(knn, 'ivo://nowhere/~?x')", "no spectrum with publisher DID"),
     ("gavo_latentdist(knn, '1 2 x')", "is not a number"),
     ("gavo_latentdist(recon_error, '1')", "must be the column harps.latents.knn"),
