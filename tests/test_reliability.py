@@ -280,3 +280,22 @@ def test_nul_in_a_parameter_is_a_clear_400(service, query):
     assert r.status_code == 400 and "NUL" in r.text
     for leak in LEAKS + ("NUL (0x00) characters",):
         assert leak not in r.text
+
+
+def test_no_daemon_keeps_the_dachsctl_lock(service):
+    """PostgreSQL, supervisord, nginx and the workers must not inherit the lock
+    that serialises `etc/dachsctl start/restart` (they did: every later
+    restart then waited for ever)."""
+    require(os.geteuid() == 0, "reading other processes' file descriptors needs root")
+    holders = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fds = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # gone meanwhile
+            continue
+        if any(fd.endswith("/dachsctl.lock") for fd in fds) and "dachsctl" not in cmdline:
+            holders.append(cmdline[:80])
+    assert not holders, holders
