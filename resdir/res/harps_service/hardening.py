@@ -59,8 +59,13 @@ _WRAPPED = "_harps_hardened"
 SYNC_ORPHAN_GRACE_S = 120
 
 
-def _wrap_once(owner: Any, name: str, make: Callable[[Callable], Callable]) -> None:
-    """Replace ``owner.name`` by ``make(original)`` unless already done."""
+def wrap_once(owner: Any, name: str, make: Callable[[Callable], Callable]) -> None:
+    """Replace ``owner.name`` by ``make(original)`` unless already done.
+
+    The one way this project wraps a DaCHS function (here and in
+    :mod:`harps_service.webfixes`); the original stays reachable as
+    ``__wrapped__``.
+    """
     original = getattr(owner, name)
     if getattr(original, _WRAPPED, False):
         return
@@ -163,9 +168,9 @@ def install_server() -> None:
     connections are checked before use."""
     from gavo.base import sqlsupport
     from gavo.protocols import tap, uws
-    _wrap_once(uws.UWS, "destroy", _abort_then_destroy)
-    _wrap_once(tap.TAPUWS, "_processQueue", _clean_then_process)
-    _wrap_once(sqlsupport.CustomConnectionPool, "getconn", _checked_getconn)
+    wrap_once(uws.UWS, "destroy", _abort_then_destroy)
+    wrap_once(tap.TAPUWS, "_processQueue", _clean_then_process)
+    wrap_once(sqlsupport.CustomConnectionPool, "getconn", _checked_getconn)
 
 
 def _cancel_then_mark(original: Callable) -> Callable:
@@ -192,4 +197,4 @@ def _cancel_then_mark(original: Callable) -> Callable:
 def install_taprun() -> None:
     """The async runner cancels its query before touching the job record."""
     from gavo.protocols import taprunner
-    _wrap_once(taprunner, "_killWorker", _cancel_then_mark)
+    wrap_once(taprunner, "_killWorker", _cancel_then_mark)

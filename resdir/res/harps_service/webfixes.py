@@ -25,22 +25,10 @@ it when loaded, and the server preloads the RD (``[web]preloadRDs``).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
-#: Marker set on functions this module has wrapped (idempotence).
-_WRAPPED = "_harps_webfix"
-
-
-def _wrap_once(owner: Any, name: str, make: Callable[[Callable], Callable]) -> None:
-    """Replace ``owner.name`` by ``make(original)`` unless already done."""
-    original = getattr(owner, name)
-    if getattr(original, _WRAPPED, False):
-        return
-    wrapped = functools.wraps(original)(make(original))
-    setattr(wrapped, _WRAPPED, True)
-    setattr(owner, name, wrapped)
+from harps_service.hardening import wrap_once
 
 
 def product_key_problem(path: str, request: Any) -> str | None:
@@ -98,8 +86,8 @@ def _pathless_forbidden(message: str) -> Callable[[Callable], Callable]:
 def install() -> None:
     """Wrap DaCHS's product renderer and static renderers (see the module doc)."""
     from gavo.web import constantrender, ifpages, productrender
-    _wrap_once(productrender.ProductRenderer, "render", _checked_product_render)
-    _wrap_once(constantrender.StaticRenderer, "getChild", _pathless_forbidden(
+    wrap_once(productrender.ProductRenderer, "render", _checked_product_render)
+    wrap_once(constantrender.StaticRenderer, "getChild", _pathless_forbidden(
         "The path you asked for lies outside this service's static data."))
-    _wrap_once(ifpages.StaticServer, "getChild", _pathless_forbidden(
+    wrap_once(ifpages.StaticServer, "getChild", _pathless_forbidden(
         "The path you asked for lies outside the published static directories."))
