@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 import urllib.parse
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from astropy.io import fits
+from astropy.time import Time
 
 import harps_site
 from harps_site import RD_ID
@@ -27,6 +30,8 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data" / "harps_real"
 RESDIR = harps_site.resdir_of(RD_ID)
 INPUTS_DIR = Path(harps_site.INPUTS_DIR)
+#: The real DRS s1d file (HD 189733, 2006) that tests copy under new names.
+S1D = SHARED / "s1d" / "HARPS.2006-09-08T02_12_38.604_s1d_A.fits"
 EXAMPLE_ACCREF = harps_site.EXAMPLE_ACCREF
 AUTHORITY = os.environ.get("AUTHORITY", "harps.example.org")
 SERVER_URL = os.environ.get(
@@ -102,3 +107,30 @@ def run_ingest(*paths: str | Path, env: dict | None = None, rd: str = RD_ID,
     return subprocess.run(
         [sys.executable, "-m", "harps_service.ingest", "--rd", rd, *extra, *map(str, paths)],
         capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=1800)
+
+
+def restamped_s1d(dst: Path, target: str, date_obs: str) -> str:
+    """Copy :data:`S1D` to ``dst`` as another observation: a new product.
+
+    Parameters
+    ----------
+    dst : Path
+        Where the copy is written.
+    target : str
+        Its OBJECT.
+    date_obs : str
+        Its DATE-OBS (ISO, UTC, e.g. ``2010-01-01T00:00:00.000``); MJD-OBS follows.
+
+    Returns
+    -------
+    str
+        The product id the archive derives from it (``HARPS.<DATE-OBS>_s1d_A``).
+    """
+
+    shutil.copyfile(S1D, dst)
+    with fits.open(dst, mode="update") as hdul:
+        h = hdul[0].header
+        h["OBJECT"] = target
+        h["DATE-OBS"] = date_obs
+        h["MJD-OBS"] = Time(date_obs, scale="utc").mjd
+    return f"HARPS.{date_obs}_s1d_A"

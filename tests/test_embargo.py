@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import datetime
-import shutil
 import subprocess
 import urllib.parse
 from pathlib import Path
 
 import pytest
 import requests
-from astropy.io import fits
-from astropy.time import Time
-from support import EXAMPLE_ACCREF, INPUTS_DIR, RESDIR, SHARED, dachs, pub_did, require, run_ingest
+from support import (
+    EXAMPLE_ACCREF,
+    INPUTS_DIR,
+    RESDIR,
+    S1D,
+    dachs,
+    pub_did,
+    require,
+    restamped_s1d,
+    run_ingest,
+)
 
 import harps_site
 
 pytestmark = pytest.mark.server
 
-S1D = SHARED / "s1d" / "HARPS.2006-09-08T02_12_38.604_s1d_A.fits"
 PROGRAMME = "072.C-0488(E)"  # PROG_ID of that file: the owning group
 MEMBER = ("harps_test_member", "member-secret-1")
 OUTSIDER = ("harps_test_outsider", "outsider-secret-2")
@@ -48,12 +54,7 @@ def embargoed(service, users, tmp_path_factory):
     when = datetime.datetime.utcnow().replace(microsecond=0) - datetime.timedelta(days=30)
     date_obs = when.strftime("%Y-%m-%dT%H:%M:%S.000")
     src = tmp_path_factory.mktemp("embargo") / "recent.fits"
-    shutil.copyfile(S1D, src)
-    with fits.open(src, mode="update") as hdul:
-        h = hdul[0].header
-        h["OBJECT"] = "TEST-EMBARGO"
-        h["DATE-OBS"] = date_obs
-        h["MJD-OBS"] = Time(when).mjd
+    restamped_s1d(src, "TEST-EMBARGO", date_obs)
     result = run_ingest(src)
     assert result.returncode == 0, result.stdout + result.stderr
     accref = f"harps/data/s1d/{date_obs[:4]}/HARPS.{date_obs.replace(':', '_')}_s1d_A.fits"

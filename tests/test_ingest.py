@@ -12,12 +12,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
-from astropy.time import Time
-from support import INPUTS_DIR, RESDIR, SHARED, dachs, pub_did, require, run_ingest
+from support import (
+    INPUTS_DIR,
+    RESDIR,
+    S1D,
+    SHARED,
+    dachs,
+    pub_did,
+    require,
+    restamped_s1d,
+    run_ingest,
+)
 
 pytestmark = pytest.mark.server
 
-S1D = SHARED / "s1d" / "HARPS.2006-09-08T02_12_38.604_s1d_A.fits"
 
 
 def _admin_conn():
@@ -36,13 +44,7 @@ def scratch(tmp_path):
 
     def make(name: str, date_obs: str) -> Path:
         dst = tmp_path / f"{name}.fits"
-        shutil.copyfile(S1D, dst)
-        with fits.open(dst, mode="update") as hdul:
-            h = hdul[0].header
-            h["OBJECT"] = f"TEST-INGEST-{name}"
-            h["DATE-OBS"] = date_obs
-            h["MJD-OBS"] = Time(date_obs, scale="utc").mjd
-        made.append(f"HARPS.{date_obs}_s1d_A")
+        made.append(restamped_s1d(dst, f"TEST-INGEST-{name}", date_obs))
         return dst
 
     yield tmp_path, make

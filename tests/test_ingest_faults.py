@@ -21,7 +21,6 @@ import contextlib
 import hashlib
 import itertools
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,9 +31,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from astropy.io import fits
-from astropy.time import Time
-from support import INPUTS_DIR, REPO, SHARED, require, run_ingest
+from support import INPUTS_DIR, REPO, S1D, SHARED, require, restamped_s1d, run_ingest
 
 import harps_site
 
@@ -42,7 +39,6 @@ pytestmark = pytest.mark.server
 
 INPUTS = INPUTS_DIR
 CTL = str(REPO / "etc" / "dachsctl")
-S1D = SHARED / "s1d" / "HARPS.2006-09-08T02_12_38.604_s1d_A.fits"
 FAULT_ENV = "HARPS_INGEST_FAULT"
 #: Distinct observation times for the test products (one minute apart).
 _MINUTES = itertools.count()
@@ -104,14 +100,8 @@ def _make_files(directory: Path, n: int) -> list[str]:
     for _ in range(n):
         minute = next(_MINUTES)
         date_obs = (datetime(2010, 1, 1) + timedelta(minutes=minute)).isoformat() + ".000"
-        dst = directory / f"fault{minute}.fits"
-        shutil.copyfile(S1D, dst)
-        with fits.open(dst, mode="update") as hdul:
-            h = hdul[0].header
-            h["OBJECT"] = f"TEST-FAULT-{minute}"
-            h["DATE-OBS"] = date_obs
-            h["MJD-OBS"] = Time(date_obs, scale="utc").mjd
-        products.append(f"HARPS.{date_obs}_s1d_A")
+        products.append(restamped_s1d(directory / f"fault{minute}.fits",
+                                      f"TEST-FAULT-{minute}", date_obs))
     return products
 
 
