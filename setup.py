@@ -33,6 +33,7 @@ setup(
             "harps-synth = harps_synth.cli:main",
             "harps-train = ml.train:main",
             "harps-encode = ml.encode:main",
+            "harps-model-server = ml.serve:main",
         ],
     },
 )

@@ -9,3 +9,5 @@ DACHS_USER=dachsroot
 DACHS_GROUP=gavo
 DACHS_UI=--ui=stingy
 EXAMPLE_ACCREF=harps/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits
+RUN_DIR=/run/harps-vo
+MODEL_SOCKET=/run/harps-vo/model/model.sock

@@ -9,9 +9,10 @@
 default of ``--inputs-root``.)
 
 The model and its preprocessing recipe are rebuilt from the checkpoint
-alone (:mod:`ml.checkpoint`).  Files are read, preprocessed and encoded in
-batches by a DataLoader (``--workers`` processes), and rows are written to
-disk as they come, so memory does not grow with the number of spectra.
+alone by :class:`ml.inference.Predictor`, as in the model server.  Files
+are read, preprocessed and encoded in batches by a DataLoader (``--workers``
+processes), and rows are written to disk as they come, so memory does not
+grow with the number of spectra.
 
 The artefact, ``OUT/latents_<model id>.fits``, is a FITS binary table
 (extension ``LATENTS``) that DaCHS imports with its ``fitsTableGrammar``;
@@ -57,7 +58,8 @@ from torch.utils.data import DataLoader, Dataset
 import harps_site
 from ml import checkpoint, data
 from ml.checkpoint import code_version
-from ml.model import SpectrumVAE, masked_mse
+from ml.inference import Predictor, encode_tensors
+from ml.model import SpectrumVAE
 from ml.preprocess import Recipe, preprocess_file
 
 ARTEFACT_VERSION = 1
@@ -142,9 +144,10 @@ class FileSpectra(Dataset):
                 "flags": p.flags, "scale": p.scale, "reason": p.reason, "index": i}
 
 
-@torch.inference_mode()
 def encode_batch(model: SpectrumVAE, batch: dict, device: torch.device) -> dict[str, np.ndarray]:
     """Latent means and reconstruction errors of one batch; NaN rows for flagged spectra.
+
+    The arithmetic is :func:`ml.inference.encode_tensors`, the model server's.
 
     Returns
     -------
@@ -159,10 +162,10 @@ def encode_batch(model: SpectrumVAE, batch: dict, device: torch.device) -> dict[
     err = np.full(n, np.nan, np.float32)
     if ok.any():
         sel = torch.from_numpy(ok)
-        x, mask = batch["x"][sel].to(device), batch["mask"][sel].to(device)
-        mu, _ = model.encode(x)
+        mu, _, mse = encode_tensors(model, batch["x"][sel].to(device),
+                                    batch["mask"][sel].to(device))
         latent[ok] = mu.float().cpu().numpy()
-        err[ok] = masked_mse(x, mask, model.decode(mu)).float().cpu().numpy()
+        err[ok] = mse.float().cpu().numpy()
     return {"latent": latent, "recon_err": err, "flags": flags,
             "scale": batch["scale"].numpy().astype(np.float32), "reason": list(batch["reason"]),
             "index": batch["index"].numpy()}
@@ -274,16 +277,16 @@ def encode(ckpt_path: str | os.PathLike, inputs, out_dir: str | os.PathLike, *,
         raise EncodeError("--device cuda: no CUDA device is available (use --device cpu)")
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
                        else "cpu" if device == "auto" else device)
-    ckpt, sha = checkpoint.load(ckpt_path), checkpoint.sha256_file(ckpt_path)
-    model, recipe = checkpoint.build_model(ckpt)
-    model.to(dev)
+    predictor = Predictor.load(ckpt_path, dev)
+    ckpt, sha, model, recipe = (predictor.ckpt, predictor.sha256, predictor.model,
+                                predictor.recipe)
     paths = data.collect_inputs(inputs)
     ids = identifiers(paths, inputs_root=inputs_root, did_prefix=did_prefix,
                       id_map=read_id_map(id_map) if id_map else None)
     bad = [i for i in ids if not i.isascii()]
     if bad:
         raise EncodeError(f"identifier {bad[0]!r} is not ASCII")
-    mid = checkpoint.model_id(ckpt, sha)
+    mid = predictor.model_id
     out_path = Path(out_dir) / f"latents_{mid}.fits"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     id_kind = "id-map" if id_map else ("did-prefix+accref" if did_prefix else "accref")

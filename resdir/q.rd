@@ -210,6 +210,31 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
   </table>
 
 
+  <table id="recon_instance" onDisk="False">
+    <meta name="description">What the learned model makes of one HARPS
+      spectrum, in the IVOA Spectral Data Model: on the model's wavelength
+      grid (air, barycentric), the observed flux as the model sees it
+      (resampled), the model's reconstruction from the spectrum's latent
+      mean vector, and the residual, all in adu (the spectrum's median flux
+      times the normalised values); NaN where the model ignores a pixel.</meta>
+    <mixin ssaTable="data"
+      spectralDescription="Air wavelength in the barycentric frame (model grid)"
+      fluxDescription="Reconstruction by the model (adu)"
+      >//ssap#sdm-instance</mixin>
+    <param name="model_id" type="text" ucd="meta.id;meta.software"
+      description="The model that made the reconstruction (harps.models)."/>
+    <param name="norm_scale" type="real" unit="adu" ucd="phot.flux.density;arith.ratio"
+      description="Median flux of the spectrum's valid pixels, the model's normalisation."/>
+    <column name="observed" type="double precision"
+      unit="adu" ucd="phot.flux.density;em.wl;obs"
+      description="Observed flux resampled onto the model grid (NaN where masked)."/>
+    <column name="residual" type="double precision"
+      unit="adu" ucd="stat.fit.residual;phot.flux.density"
+      description="Observed minus reconstruction (NaN where masked); its mean square over
+        valid pixels, in normalised units, is harps.latents.recon_error."/>
+  </table>
+
+
   <!-- ================================================================== -->
   <!-- The learned latent layer (ml/; published by harps-latents)         -->
 
@@ -462,6 +487,23 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
   </data>
 
 
+  <data id="build_reconstruction" auto="False">
+    <embeddedGrammar>
+      <iterator>
+        <setup imports="harps_service.datalink"/>
+        <code>
+          yield from datalink.iter_reconstruction_rows(self.sourceToken)
+        </code>
+      </iterator>
+    </embeddedGrammar>
+    <make table="recon_instance">
+      <parmaker>
+        <apply procDef="//ssap#feedSSAToSDM"/>
+      </parmaker>
+    </make>
+  </data>
+
+
   <data id="create_latents" auto="False">
     <!-- (re)creates the empty latent tables when a new model is published -->
     <make table="latents"/>
@@ -620,6 +662,12 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
           yield datalink.original_link(descriptor, rd)
         </code>
       </metaMaker>
+      <metaMaker semantics="#derivation">
+        <setup imports="harps_service.datalink"/>
+        <code>
+          yield from datalink.reconstruction_links(descriptor, rd)
+        </code>
+      </metaMaker>
       <dataFormatter>
         <setup imports="harps_service.datalink"/>
         <code>
@@ -664,6 +712,259 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
         </code>
       </dataFormatter>
     </datalinkCore>
+  </service>
+
+  <service id="rec" allowed="dlget,dlmeta">
+    <meta name="title">HARPS Spectra as Reconstructed by the Learned Model</meta>
+    <meta name="shortName">HARPS reconstruct</meta>
+    <meta name="description">What the learned latent model (see
+      harps.models and the model card) makes of a HARPS spectrum: the
+      observed flux on the model's wavelength grid, its reconstruction from
+      the spectrum's latent mean vector and the residual, as an SDM
+      spectrum (VOTable, FITS, CSV or TSV; BAND cutouts in metres).  The
+      residual is what the anomaly score harps.latents.recon_error
+      measures.  Computed on request by the model currently published;
+      proprietary spectra need the credentials of a member of the owning
+      programme.</meta>
+    <LOOP>
+      <codeItems>
+        from harps_service import rdcode
+        yield from rdcode.example_items()
+      </codeItems>
+      <events>
+        <meta name="_example" title="The reconstruction of a spectrum">
+          The datalink document of a spectrum links its reconstruction with
+          semantics ``#derivation``; directly, ``dlget?ID=`` with the
+          publisher DID, e.g. :dl-id:`\exampleDID`, returns observed,
+          reconstruction and residual in one SDM VOTable.
+        </meta>
+      </events>
+    </LOOP>
+    <datalinkCore>
+      <descriptorGenerator procDef="checked_sdm_genDesc"/>
+      <dataFunction procDef="embargo_gate"/>
+      <dataFunction>
+        <setup imports="harps_service.datalink"/>
+        <code>
+          datalink.reconstruction(descriptor, rd)
+        </code>
+      </dataFunction>
+      <metaMaker>
+        <setup imports="harps_service.datalink"/>
+        <code>
+          yield datalink.band_key(descriptor)
+        </code>
+      </metaMaker>
+      <dataFunction>
+        <setup imports="harps_service.datalink"/>
+        <code>
+          datalink.apply_band(descriptor, args)
+        </code>
+      </dataFunction>
+      <metaMaker>
+        <setup imports="harps_service.datalink"/>
+        <code>
+          yield datalink.format_key()
+        </code>
+      </metaMaker>
+      <dataFormatter>
+        <setup imports="harps_service.datalink"/>
+        <code>
+          return datalink.format_response(descriptor, args)
+        </code>
+      </dataFormatter>
+    </datalinkCore>
+  </service>
+
+  <service id="decode" allowed="api">
+    <meta name="title">HARPS Latent Space Decoder</meta>
+    <meta name="shortName">HARPS decode</meta>
+    <meta name="description">Decodes a point of the learned latent space
+      into a spectrum: the spectrum the published model (harps.models)
+      generates there, on its wavelength grid, normalised to a median of
+      about 1.  Give a full latent vector (LATENT), or the informative
+      coordinates z1, z2, ... (Z; the other dimensions from the archive's
+      median), or a spectrum's publisher DID (ID), optionally moved by
+      OFFSET (added to its z) or placed at Z; with ID the answer also holds
+      the observed spectrum on the same grid and the decoded flux in adu.
+      The answer names the model and gives the ADQL that finds the archived
+      spectra nearest to that point.  RESPONSEFORMAT=json gives a compact
+      JSON table (used by the Sliders page).</meta>
+    <meta name="_example" title="The archive's typical spectrum">
+      ``api?Z=0,0`` (one number per informative dimension) decodes the
+      point at the origin of z1, z2 with the other dimensions at the
+      archive median; ``api`` alone decodes the archive median.
+    </meta>
+    <LOOP>
+      <codeItems>
+        from harps_service import rdcode
+        yield from rdcode.example_items()
+      </codeItems>
+      <events>
+        <meta name="_example" title="A spectrum moved along z1">
+          ``api?ID=\exampleDID&amp;OFFSET=0.5,0`` decodes the latent vector of
+          that spectrum with z1 increased by 0.5: compare columns ``flux``
+          and ``observed`` to see what z1 changes.
+        </meta>
+      </events>
+    </LOOP>
+    <FEED source="//pql#DALIPars"/>
+    <pythonCore>
+      <inputTable>
+        <inputKey name="ID" type="text" multiplicity="single"
+          ucd="meta.ref.ivoid" description="Publisher DID of an encoded
+          spectrum (harps.latents.ssa_pubdid) to start from."/>
+        <inputKey name="OFFSET" type="text" multiplicity="single"
+          description="Offsets added to the spectrum's informative
+          coordinates z1, z2, ... (one number each, separated by commas or
+          blanks; needs ID)."/>
+        <inputKey name="Z" type="text" multiplicity="single"
+          description="Informative coordinates z1, z2, ... to decode at (one
+          number each); the other latent dimensions come from ID's spectrum
+          or, without ID, from the archive median."/>
+        <inputKey name="LATENT" type="text" multiplicity="single"
+          description="A full latent vector (all dimensions of the model, in
+          the order of harps.latents.latent), alone."/>
+      </inputTable>
+      <outputTable>
+        <param name="model_id" type="text" ucd="meta.id;meta.software"
+          description="The model that decoded (harps.models.model_id)."/>
+        <param name="pubdid" type="text" ucd="meta.ref.ivoid"
+          description="The spectrum started from (ID), if any."/>
+        <param name="latent" type="text" ucd="stat.fit.param"
+          description="The full latent vector decoded."/>
+        <param name="knn" type="text" ucd="stat.fit.param"
+          description="Its informative coordinates z1, z2, ..., as the second
+          argument of gavo_latentdist."/>
+        <param name="norm_scale" type="real" unit="adu"
+          ucd="phot.flux.density;arith.ratio"
+          description="Median flux of ID's spectrum (flux_adu = flux times this)."/>
+        <param name="adql" type="text" ucd="meta.code.query"
+          description="ADQL for the archived spectra nearest to this point."/>
+        <param name="frame" type="text" ucd="meta.code"
+          description="Wavelength frame of the model grid."/>
+        <outputField name="wavelength" type="double precision" unit="Angstrom"
+          ucd="em.wl" utype="spec:Spectrum.Data.SpectralAxis.Value"
+          description="Air wavelength of the model grid (barycentric)."/>
+        <outputField name="flux" type="real" unit=""
+          ucd="phot.flux.density;em.wl;arith.ratio"
+          utype="spec:Spectrum.Data.FluxAxis.Value"
+          description="Decoded spectrum, normalised (median flux about 1)."/>
+        <outputField name="flux_adu" type="real" unit="adu"
+          ucd="phot.flux.density;em.wl"
+          description="Decoded spectrum in adu, at ID's scale (NULL without ID)."/>
+        <outputField name="observed" type="real" unit=""
+          ucd="phot.flux.density;em.wl;arith.ratio;obs"
+          description="ID's observed spectrum on the model grid, normalised
+            like flux (NULL without ID and where the model ignores the pixel)."/>
+      </outputTable>
+      <coreProc>
+        <setup imports="harps_service.modelapi"/>
+        <code>
+          return modelapi.decode(self, inputTable.args, queryMeta)
+        </code>
+      </coreProc>
+    </pythonCore>
+  </service>
+
+  <service id="retrieve" allowed="api">
+    <meta name="title">HARPS Retrieval by Example</meta>
+    <meta name="shortName">HARPS retrieve</meta>
+    <meta name="description">Finds the archived HARPS spectra most like a
+      given one: an archived spectrum (ID, its publisher DID) or a 1D FITS
+      spectrum of your own (SPECTRUM, uploaded by HTTP POST as
+      multipart/form-data: an ESO Phase 3 ADP or DRS s1d file, or any FITS
+      with a 1D image and a linear wavelength axis, or a table with WAVE and
+      FLUX columns; at most 16 MiB, two uploads encoded at a time).  The
+      spectrum is encoded by the published model and compared with the
+      same indexed distance as ADQL's gavo_latentdist; only spectra you may
+      read are returned.  Row 0 is the query, rows 1..K the neighbours by
+      increasing distance, with links to their datalink documents and
+      previews; SPECTRA=True adds each spectrum's normalised flux on the
+      model grid.  Uploads are never stored.</meta>
+    <meta name="_example" title="Spectra like an archived one">
+      ``api?ID=`` with a publisher DID and ``K=5`` returns the five nearest
+      other spectra (``gavo_latentdist`` in ADQL gives the same order).
+    </meta>
+    <meta name="_example" title="Spectra like your own file, from pyvo">
+      Upload a FITS file by POST; in Python with requests and pyvo::
+
+        import requests, pyvo
+        from astropy.io.votable import parse_single_table
+        import io
+        r = requests.post(URL, data={"K": 10},
+          files={"SPECTRUM": open("my_s1d_A.fits", "rb")})
+        t = parse_single_table(io.BytesIO(r.content)).to_table()
+
+      or ``pyvo.dal.DALResults.from_result_url`` on a GET with ``ID``.
+    </meta>
+    <FEED source="//pql#DALIPars"/>
+    <pythonCore>
+      <inputTable>
+        <inputKey name="ID" type="text" multiplicity="single"
+          ucd="meta.ref.ivoid" description="Publisher DID of an encoded
+          spectrum (harps.latents.ssa_pubdid) to find neighbours of."/>
+        <inputKey name="SPECTRUM" type="file"
+          description="A 1D spectrum (FITS, at most 16 MiB) to find neighbours
+          of, by HTTP POST (multipart/form-data); not stored."/>
+        <inputKey name="K" type="integer" multiplicity="single"
+          description="Number of neighbours (1 to 100, default 10).">
+          <values min="1" max="100"/>
+        </inputKey>
+        <inputKey name="SPECTRA" type="boolean" multiplicity="single"
+          description="Also return each spectrum's normalised flux on the model
+          grid (default False)."/>
+      </inputTable>
+      <outputTable>
+        <param name="model_id" type="text" ucd="meta.id;meta.software"
+          description="The model that encoded (harps.models.model_id)."/>
+        <param name="query" type="text" ucd="meta.id"
+          description="The query: target name of ID or of the upload's header
+            (its file name when the header has none)."/>
+        <param name="knn" type="text" ucd="stat.fit.param"
+          description="The query's informative coordinates z1, z2, ..."/>
+        <param name="adql" type="text" ucd="meta.code.query"
+          description="ADQL giving the same neighbours through TAP."/>
+        <param name="grid_start" type="double precision" unit="Angstrom"
+          ucd="em.wl;stat.min" description="First wavelength of the model grid."/>
+        <param name="grid_step" type="double precision" unit="Angstrom"
+          ucd="spect.binSize" description="Step of the model grid."/>
+        <param name="grid_npix" type="integer" ucd="meta.number"
+          description="Samples of the model grid (length of flux)."/>
+        <outputField name="rank" type="smallint" ucd="meta.number"
+          description="0 for the query, 1 for the nearest neighbour, ..."/>
+        <outputField name="ssa_pubdid" type="text" ucd="meta.ref.ivoid"
+          description="Publisher DID (NULL for an upload)."/>
+        <outputField name="distance" type="double precision" unit=""
+          ucd="pos.distance;stat.fit.param"
+          description="Euclidean distance to the query in the informative
+            latent subspace (prior sigmas), as gavo_latentdist."/>
+        <outputField name="ssa_targname" type="text" ucd="meta.id;src"
+          description="Target name."/>
+        <outputField name="ssa_dateobs" type="double precision" unit="d"
+          ucd="time.epoch" description="Start of the observation (MJD)."/>
+        <outputField name="ssa_snr" type="real" ucd="stat.snr"
+          description="Signal-to-noise ratio of the spectrum."/>
+        <outputField name="recon_error" type="real" unit=""
+          ucd="stat.fit.residual"
+          description="Reconstruction error (anomaly score) of the spectrum."/>
+        <outputField name="datalink" type="text" ucd="meta.ref.url"
+          description="Datalink document: SDM spectrum, cutouts, original,
+            reconstruction."/>
+        <outputField name="preview" type="text" ucd="meta.ref.url;meta.preview"
+          description="PNG preview."/>
+        <outputField name="flux" type="real[]" unit=""
+          ucd="phot.flux.density;em.wl;arith.ratio"
+          description="Normalised flux on the model grid (SPECTRA=True;
+            NULL where the model ignores the pixel)."/>
+      </outputTable>
+      <coreProc>
+        <setup imports="harps_service.modelapi"/>
+        <code>
+          return modelapi.retrieve(self, inputTable.args, queryMeta, service)
+        </code>
+      </coreProc>
+    </pythonCore>
   </service>
 
   <service id="web" defaultRenderer="form">

@@ -44,6 +44,11 @@ DACHS_UI = "--ui=stingy"
 #: The real ESO ADP (IC 4651 No 9122, from ../shared) that the service's
 #: examples, regression tests and test suite point to.
 EXAMPLE_ACCREF = f"{RES_NAME}/data/adp/2006/ADP.2014-09-16T11_04_45.123.fits"
+#: Run-time directory of the service's daemons (sockets, pid files, locks).
+RUN_DIR = "/run/harps-vo"
+#: The model server's socket (``harps-model-server``, :mod:`ml.serve`): the
+#: DaCHS workers reach the published model through it.
+MODEL_SOCKET = f"{RUN_DIR}/model/model.sock"
 
 
 def schema_of(rd_id: str) -> str:
@@ -65,6 +70,11 @@ def schema_of(rd_id: str) -> str:
 def resdir_of(rd_id: str = RD_ID) -> Path:
     """The resource directory of an RD (``/var/gavo/inputs/<schema>``)."""
     return Path(INPUTS_DIR) / schema_of(rd_id)
+
+
+def current_model_dir(rd_id: str = RD_ID) -> Path:
+    """Where ``harps-latents publish`` puts the current model (``models/current``)."""
+    return resdir_of(rd_id) / "models" / "current"
 
 
 def bin_dir() -> Path:
@@ -144,7 +154,8 @@ def shell_assignments() -> list[str]:
     """The facts as ``NAME=value`` lines, for ``sh`` (``.``) and make (``include``)."""
     facts = {"GAVO_ROOT": GAVO_ROOT, "INPUTS_DIR": INPUTS_DIR, "RES_NAME": RES_NAME,
              "RD_ID": RD_ID, "DACHS_USER": DACHS_USER, "DACHS_GROUP": DACHS_GROUP,
-             "DACHS_UI": DACHS_UI, "EXAMPLE_ACCREF": EXAMPLE_ACCREF}
+             "DACHS_UI": DACHS_UI, "EXAMPLE_ACCREF": EXAMPLE_ACCREF,
+             "RUN_DIR": RUN_DIR, "MODEL_SOCKET": MODEL_SOCKET}
     return [f"{k}={shlex.quote(v)}" for k, v in facts.items()]
 
 

@@ -73,3 +73,22 @@ def require_access(row: Mapping[str, Any]) -> None:
     raise svcs.ForbiddenURI(
         f"{row.get('ssa_pubDID')} is proprietary until {row['embargo']} and "
         f"{user} is not a member of programme {row.get('owner')}")
+
+
+def member_groups() -> list[str]:
+    """The programmes whose proprietary data the current request may read ([] if anonymous)."""
+    user, password = _credentials()
+    if not user:
+        return []
+    return sorted(creds.getGroupsForUser(user, password))
+
+
+def visible_sql(alias: str) -> str:
+    """SQL condition: the dataset of SSA row ``alias`` may be read by the current request.
+
+    The rule of :func:`is_embargoed` and :func:`require_access`, for queries
+    that list datasets; it needs the query parameter ``groups``
+    (:func:`member_groups`).
+    """
+    return (f"({alias}.embargo IS NULL OR {alias}.embargo < CURRENT_DATE"
+            f" OR {alias}.owner = ANY(%(groups)s))")

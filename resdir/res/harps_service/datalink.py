@@ -23,11 +23,13 @@ The metadata makers (:func:`band_key`, :func:`format_key`,
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import numpy as np
 from gavo import base
 
 from harps_service import access, spectra
@@ -154,3 +156,80 @@ def original_link(descriptor: Any, rd: Any) -> Any:
         description="The archive file as ingested (FITS)",
         contentType="application/fits",
         contentLength=descriptor.ssaRow["accsize"] or None)
+
+
+_PENDING = threading.local()
+
+
+def reconstruction(descriptor: Any, rd: Any) -> None:
+    """``rec``'s data function after the gate: what the model makes of a spectrum, as SDM.
+
+    The model server encodes the archive file and decodes its latent mean
+    (:mod:`harps_service.modelclient`); the SDM table (``recon_instance``)
+    holds, on the model grid, the observed flux as the model sees it, the
+    reconstruction and their difference, all in adu (the spectrum's median
+    flux times the normalised values), NaN where the model ignores the
+    pixel (CCD gap, bad pixels, outside the spectrum).  The model id is a
+    param and part of the title.
+
+    Raises
+    ------
+    gavo.base.ValidationError
+        The spectrum cannot be encoded (the reason is given).
+    """
+    from gavo.protocols import sdm
+
+    from harps_service import modelclient
+    enc, model_id = modelclient.reconstruct([spectra.spectrum_path(descriptor.ssaRow)])
+    if enc["flags"][0]:
+        raise base.ValidationError(f"{descriptor.pubDID} cannot be reconstructed: "
+                                   f"{enc['reason'][0]}", "ID")
+    from harps_service.modelapi import grid as model_grid
+    grid = model_grid(model_id)
+    npix = int(grid["grid_npix"])
+    wave = grid["grid_start"] + grid["grid_step"] * np.arange(npix)
+    scale = float(enc["scale"][0])
+    row = dict(descriptor.ssaRow)
+    row.update(
+        ssa_dstitle=f"Reconstruction by model {model_id} of {row.get('ssa_dstitle')}",
+        ssa_length=npix, ssa_specstart=wave[0] * 1e-10, ssa_specend=wave[-1] * 1e-10,
+        ssa_creationtype="archival")
+    observed = np.where(enc["mask"][0], enc["x"][0], np.nan) * scale
+    recon = enc["recon"][0] * scale
+    _PENDING.columns = {"spectral": wave, "flux": recon, "observed": observed,
+                        "residual": observed - recon}
+    try:
+        descriptor.data = sdm.makeSDMDataForSSARow(row, rd.getById("build_reconstruction"))
+    finally:
+        _PENDING.columns = None
+    table = descriptor.data.getPrimaryTable()
+    table.setParam("model_id", model_id)
+    table.setParam("norm_scale", scale)
+
+
+def iter_reconstruction_rows(ssa_row: Mapping[str, Any]) -> Iterator[dict[str, float]]:
+    """Rows of ``recon_instance`` from what :func:`reconstruction` computed.
+
+    DaCHS's SDM builder hands its grammar only the SSA row (whose every key
+    becomes a param), so the arrays wait in a thread-local slot: the
+    builder runs in the thread of :func:`reconstruction`.
+    """
+    cols = _PENDING.columns
+    names = list(cols)
+    for values in zip(*(cols[n].tolist() for n in names), strict=True):
+        yield dict(zip(names, values, strict=True))
+
+
+def reconstruction_links(descriptor: Any, rd: Any) -> Iterator[Any]:
+    """Metadata maker (``#derivation``): the model's reconstruction, once a model is published."""
+    from harps_service import modelapi
+    try:
+        model_id = modelapi.model_description().model_id
+    except modelapi.ModelUnavailable:
+        return
+    yield descriptor.makeLink(
+        f"{rd.getById('rec').getURL('dlget')}?ID={quote(descriptor.pubDID)}",
+        semantics="#derivation", contentType="application/x-votable+xml",
+        description=f"What the learned model {model_id} makes of this spectrum: observed "
+        "flux on the model grid, reconstruction from the latent vector, residual (the "
+        "anomaly score harps.latents.recon_error is its mean square)")

@@ -70,26 +70,46 @@ def _shown(item: str, limit: int = 40) -> str:
     return repr(item if len(item) <= limit else item[:limit] + "...")
 
 
-def parse_vector(text: str, ndim: int) -> list[float]:
-    """Parse ``'0.1 -2e-3, 4'`` into ``ndim`` finite floats.
+def parse_numbers(text: str, who: str = "gavo_latentdist") -> list[float]:
+    """Parse ``'0.1 -2e-3, 4'`` into finite floats (any count).
 
     Linear in ``len(text)`` by construction (one split, one unambiguous
     match per item), and ``text`` is capped at :data:`MAX_TARGET_CHARS`.
+
+    Parameters
+    ----------
+    text : str
+    who : str
+        What the messages start with (the function or parameter name).
+
+    Raises
+    ------
+    LatentArgumentError
+        Too long, or anything that is not a plain finite decimal number.
+    """
+    if len(text) > MAX_TARGET_CHARS:
+        raise LatentArgumentError(f"{who}: {len(text)} characters; at most "
+                                  f"{MAX_TARGET_CHARS} are accepted")
+    values = []
+    for item in (t for t in _SEPARATORS.split(text.strip()) if t):
+        if not _NUMBER.fullmatch(item):
+            raise LatentArgumentError(f"{who}: {_shown(item)} is not a number")
+        value = float(item)
+        if not math.isfinite(value):
+            raise LatentArgumentError(f"{who}: {_shown(item)} is not finite")
+        values.append(value)
+    return values
+
+
+def parse_vector(text: str, ndim: int) -> list[float]:
+    """Parse ``'0.1 -2e-3, 4'`` into ``ndim`` finite floats (:func:`parse_numbers`).
 
     Raises
     ------
     LatentArgumentError
         Too long, wrong count, or anything that is not a plain decimal number.
     """
-    items = [t for t in _SEPARATORS.split(check_length(text).strip()) if t]
-    values = []
-    for item in items:
-        if not _NUMBER.fullmatch(item):
-            raise LatentArgumentError(f"gavo_latentdist: {_shown(item)} is not a number")
-        value = float(item)
-        if not math.isfinite(value):
-            raise LatentArgumentError(f"gavo_latentdist: {_shown(item)} is not finite")
-        values.append(value)
+    values = parse_numbers(check_length(text))
     if len(values) != ndim:
         raise LatentArgumentError(
             f"gavo_latentdist: the vector has {len(values)} numbers, the informative latent "

@@ -39,7 +39,7 @@ import harps_site
 from harps_data import records
 from harps_data.records import AnalysisSummary, CheckpointInfo, ModelDescription
 from harps_service import modelcard
-from harps_site import INPUTS_DIR, RD_ID, resdir_of, schema_of
+from harps_site import INPUTS_DIR, RD_ID, current_model_dir, resdir_of, schema_of
 
 N_NEIGHBOURS = 10
 BIN = Path(sys.executable).parent
@@ -152,7 +152,7 @@ def write_neighbours(path: Path, ids: list[str], idx: np.ndarray, dist: np.ndarr
 
 def refresh_neighbours(rd_id: str) -> int:
     """Recompute and import the neighbour table of the current model."""
-    current = resdir_of(rd_id) / "models" / "current"
+    current = current_model_dir(rd_id)
     model = records.read(ModelDescription, current / "model.json")
     ids, vecs = read_knn(sorted(current.glob("latents*.fits")),
                          [d.dim for d in model.informative])
@@ -239,7 +239,7 @@ def publish(rd_id: str, ckpt: Path, artefacts: list[Path], analysis: Path,
 
 def update(rd_id: str) -> int:
     """Encode public spectra that have no latents yet with the current model."""
-    current = resdir_of(rd_id) / "models" / "current"
+    current = current_model_dir(rd_id)
     if not (current / "model.json").exists():
         return 0
     files = public_files(rd_id, missing_latents=True)

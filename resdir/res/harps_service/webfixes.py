@@ -1,4 +1,4 @@
-"""Two DaCHS 2.7 web behaviours on hostile URLs, corrected in the server.
+"""Three DaCHS 2.7 web behaviours, corrected in the server.
 
 Neither is reachable from this resource's RD (both are DaCHS's own
 renderers, not services of ours), so :func:`install` wraps them; the RD calls
@@ -19,6 +19,15 @@ it when loaded, and the server preloads the RD (``[web]preloadRDs``).
    filesystem path (``<inputsDir>/harps/web/../q.rd is not located
    below staticData``).  The wrappers keep DaCHS's check and status and
    replace only such messages.
+
+3. **Errors of ``api`` services** (``web.vodal.APIRenderer``, this
+   resource's ``decode`` and ``retrieve``): DaCHS answers every failure
+   with HTTP 200 and the exception's text, which for an unexpected one
+   can hold a server path.  The wrapper keeps the DALI error document but
+   sets a status by kind (DALI 1.1 allows any): 400 for bad parameters
+   (``ValidationError``), 401/403 for the embargo, 429 when the model
+   server is at its upload limit, 503 when no model can answer, and 500
+   with a fixed text (the details go to the log) for anything else.
 
 :func:`install` is idempotent.
 """
@@ -83,6 +92,39 @@ def _pathless_forbidden(message: str) -> Callable[[Callable], Callable]:
     return make
 
 
+def api_error_status(exc: BaseException) -> tuple[int, str | None]:
+    """HTTP status of an ``api`` service's error, and the message (None: DaCHS's own)."""
+    from gavo import base, svcs
+
+    from harps_service import modelclient
+    if isinstance(exc, base.ValidationError):
+        return 400, None
+    if isinstance(exc, svcs.Authenticate):
+        return 401, None
+    if isinstance(exc, svcs.ForbiddenURI):
+        return 403, None
+    if isinstance(exc, modelclient.ModelBusy):
+        return 429, str(exc)
+    if isinstance(exc, modelclient.ModelUnavailable):
+        return 503, str(exc)
+    if isinstance(exc, (base.Error, svcs.Error)):
+        return 400, None
+    return 500, "internal error of this service (logged); please report it"
+
+
+def _api_errors(original: Callable) -> Callable:
+    def handle(self, failure, request):  # noqa: ANN001 - DaCHS's signature
+        from gavo import base, svcs
+        status, message = api_error_status(failure.value)
+        if isinstance(failure.value, svcs.Authenticate):  # ask for credentials
+            request.setHeader("WWW-Authenticate", f'Basic realm="{failure.value.realm}"')
+            message = failure.value.hint or "this needs credentials"
+        if status == 500:
+            base.ui.notifyFailure(failure)
+        return self._writeErrorTable(request, message or failure.value, httpStatus=status)
+    return handle
+
+
 def install() -> None:
     """Wrap DaCHS's product renderer and static renderers (see the module doc)."""
     from gavo.web import constantrender, ifpages, productrender
@@ -91,3 +133,5 @@ def install() -> None:
         "The path you asked for lies outside this service's static data."))
     wrap_once(ifpages.StaticServer, "getChild", _pathless_forbidden(
         "The path you asked for lies outside the published static directories."))
+    from gavo.web import vodal
+    wrap_once(vodal.APIRenderer, "_handleInputErrors", _api_errors)
