@@ -32,13 +32,13 @@ JSON (``/info``, errors) or ``np.savez`` archives (arrays):
     here), grid in headers ``X-Grid-Start``, ``X-Grid-Step``, ``X-Grid-Npix``.
 ``POST /reconstruct``
     JSON ``{"paths": [...]}``, archive files under DaCHS's inputs directory
-    (at most :data:`MAX_FILES`) -> :meth:`ml.inference.Encoded.arrays`.
+    (``--archive-root``; at most :data:`MAX_FILES`) -> :meth:`ml.inference.Encoded.arrays`.
 ``POST /encode-upload``
     The bytes of a user's FITS file (at most :data:`MAX_UPLOAD_BYTES`; header
     ``X-Filename`` names it in messages), read by
     :func:`harps_data.upload.read_upload` -> :meth:`Encoded.arrays` plus
-    ``object`` and ``layout``.  At most :data:`MAX_CONCURRENT_UPLOADS` run at
-    once; more get 429.
+    ``object`` and ``layout``.  At most ``--max-uploads`` (default
+    :data:`MAX_CONCURRENT_UPLOADS`) run at once; more get 429.
 
 Errors: 400 (bad request, the message says what), 404, 413, 422 (a spectrum
 that cannot be used, with the reason), 429 (too many uploads at once), 503
@@ -263,7 +263,7 @@ class Handler(BaseHTTPRequestHandler):
         s = self.server
         self._json(200, {**predictor.describe(), "pid": os.getpid(), "rss_mib": rss_mib(),
                          "requests": s.count, "uploads_in_progress": s.uploads,
-                         "max_concurrent_uploads": MAX_CONCURRENT_UPLOADS,
+                         "max_concurrent_uploads": s.max_uploads,
                          "max_upload_bytes": MAX_UPLOAD_BYTES, "max_decode": MAX_DECODE,
                          "threads": torch.get_num_threads()}, predictor.model_id)
 
@@ -316,7 +316,7 @@ class Handler(BaseHTTPRequestHandler):
             raise Refused(400, "give 'paths': a list of archive file paths")
         if len(paths) > MAX_FILES:
             raise Refused(400, f"{len(paths)} files; at most {MAX_FILES} per request")
-        root = Path(harps_site.INPUTS_DIR).resolve()
+        root = self.server.archive_root
         for p in paths:
             if not Path(p).resolve().is_relative_to(root):
                 raise Refused(400, "only archive files can be reconstructed")
@@ -324,14 +324,20 @@ class Handler(BaseHTTPRequestHandler):
 
     def encode_upload(self, predictor: Predictor) -> None:
         name = os.path.basename(self.headers.get("X-Filename") or "upload.fits")[:120]
-        body = self._body(MAX_UPLOAD_BYTES)
         s = self.server
+        # the slot is taken before the body is read: the DaCHS workers send
+        # bodies that nginx and DaCHS already hold in full, so this counts
+        # uploads being encoded
         with s.upload_lock:
-            if s.uploads >= MAX_CONCURRENT_UPLOADS:
-                raise Refused(429, f"{s.uploads} uploads are being encoded, the most this "
-                              "service does at once; try again in a few seconds")
-            s.uploads += 1
+            busy = s.uploads >= s.max_uploads
+            if not busy:
+                s.uploads += 1
+        if busy:
+            self._body(MAX_UPLOAD_BYTES)  # read it, so that the client hears the answer
+            raise Refused(429, f"{s.uploads} uploads are being encoded, the most this "
+                          "service does at once; try again in a few seconds")
         try:
+            body = self._body(MAX_UPLOAD_BYTES)
             with tempfile.NamedTemporaryFile(suffix=".fits") as tmp:
                 tmp.write(body)
                 tmp.flush()
@@ -354,8 +360,11 @@ class ModelServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     daemon_threads = True
 
-    def __init__(self, socket_path: str, holder: ModelHolder, verbose: bool = False) -> None:
-        self.holder, self.verbose = holder, verbose
+    def __init__(self, socket_path: str, holder: ModelHolder, verbose: bool = False,
+                 max_uploads: int = MAX_CONCURRENT_UPLOADS,
+                 archive_root: str = harps_site.INPUTS_DIR) -> None:
+        self.holder, self.verbose, self.max_uploads = holder, verbose, max_uploads
+        self.archive_root = Path(archive_root).resolve()
         self.count, self.uploads = 0, 0
         self.cache = FileCache(CACHE_FILES)
         self.upload_lock = threading.Lock()
@@ -374,6 +383,12 @@ def _parser() -> argparse.ArgumentParser:
                    "resource directory)")
     p.add_argument("--threads", type=int, default=max(1, min(4, os.cpu_count() or 1)),
                    help="torch CPU threads")
+    p.add_argument("--max-uploads", type=int, default=MAX_CONCURRENT_UPLOADS,
+                   help="uploads encoded at the same time; more get HTTP 429 "
+                   f"(default {MAX_CONCURRENT_UPLOADS})")
+    p.add_argument("--archive-root", default=harps_site.INPUTS_DIR,
+                   help="only files below this can be reconstructed (default: DaCHS's "
+                   f"inputs, {harps_site.INPUTS_DIR})")
     p.add_argument("--verbose", action="store_true", help="log every request")
     return p
 
@@ -387,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         holder.get()
     except Refused as ex:  # serve anyway: requests get 503 until a model is published
         print(f"harps-model-server: {ex.message}", file=sys.stderr)
-    server = ModelServer(args.socket, holder, args.verbose)
+    server = ModelServer(args.socket, holder, args.verbose, args.max_uploads,
+                         args.archive_root)
     print(f"harps-model-server: listening on {args.socket} (pid {os.getpid()}, "
           f"{rss_mib():.0f} MiB)", file=sys.stderr, flush=True)
     server.serve_forever()

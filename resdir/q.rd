@@ -921,6 +921,9 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
         <param name="query" type="text" ucd="meta.id"
           description="The query: target name of ID or of the upload's header
             (its file name when the header has none)."/>
+        <param name="latent" type="text" ucd="stat.fit.param"
+          description="The query's full latent mean vector (for an upload:
+            computed by the service, as harps-encode would)."/>
         <param name="knn" type="text" ucd="stat.fit.param"
           description="The query's informative coordinates z1, z2, ..."/>
         <param name="adql" type="text" ucd="meta.code.query"

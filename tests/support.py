@@ -134,3 +134,32 @@ def restamped_s1d(dst: Path, target: str, date_obs: str) -> str:
         h["DATE-OBS"] = date_obs
         h["MJD-OBS"] = Time(date_obs, scale="utc").mjd
     return f"HARPS.{date_obs}_s1d_A"
+
+
+def tiny_checkpoint(path: Path, seed: int = 11, steps: int = 3) -> Path:
+    """A tiny-preset model moved off its initialisation, saved as a checkpoint at ``path``.
+
+    Different seeds give different weights (hence different checkpoint hashes
+    and model ids).
+    """
+    import torch
+
+    from ml import checkpoint
+    from ml.model import ModelConfig, SpectrumVAE
+    from ml.preprocess import Recipe
+    config = ModelConfig.from_preset("tiny")
+    torch.manual_seed(seed)
+    model = SpectrumVAE(config)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x = torch.rand(4, config.length) + 0.5
+    for _ in range(steps):
+        xh, mu, lv = model(x)
+        loss = model.loss(x, torch.ones_like(x, dtype=torch.bool), xh, mu, lv, 1e-3)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    checkpoint.save(path, model_config=config.as_dict(), model_state=model.state_dict(),
+                    optimizer_state=opt.state_dict(), recipe=Recipe(config.grid).describe(),
+                    step=steps, epoch=0, data={"file_list_sha256": "0" * 64})
+    return path

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 from astropy.io import fits
-from support import SHARED, require
+from support import SHARED, require, tiny_checkpoint
 
 from ml import checkpoint, encode
-from ml.model import ModelConfig, SpectrumVAE, masked_mse
-from ml.preprocess import FLAG_GARBAGE, Recipe, preprocess_file
+from ml.model import ModelConfig, masked_mse
+from ml.preprocess import FLAG_GARBAGE, preprocess_file
 
 TINY = ModelConfig.from_preset("tiny")
 PREFIX = "ivo://harps.example.org/~?"
@@ -33,23 +33,9 @@ def real_files():
 @pytest.fixture(scope="module")
 def model_ckpt(tmp_path_factory):
     """A tiny model moved off its initialisation, saved as a checkpoint."""
-    torch.manual_seed(11)
     torch.set_num_threads(1)
-    model = SpectrumVAE(TINY)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    x = torch.rand(4, TINY.length) + 0.5
-    for _ in range(3):
-        xh, mu, lv = model(x)
-        loss = model.loss(x, torch.ones_like(x, dtype=torch.bool), xh, mu, lv, 1e-3)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
-    recipe = Recipe(TINY.grid)
-    checkpoint.save(path, model_config=TINY.as_dict(), model_state=model.state_dict(),
-                    optimizer_state=opt.state_dict(), recipe=recipe.describe(), step=3, epoch=0,
-                    data={"file_list_sha256": "0" * 64})
+    path = tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
+    model, recipe = checkpoint.build_model(checkpoint.load(path))
     return model, recipe, path
 
 

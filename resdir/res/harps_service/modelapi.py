@@ -471,7 +471,8 @@ def retrieve(core: Any, args: Mapping[str, Any], query_meta: Any, service: Any) 
         "flux": fluxes,
     }
     info = grid(served)
-    params = {"model_id": served, "query": label, "knn": knn_text(knn),
+    params = {"model_id": served, "query": label, "latent": knn_text(latent),
+              "knn": knn_text(knn),
               "adql": adql_nearest(knn, k), "grid_start": info["grid_start"],
               "grid_step": info["grid_step"], "grid_npix": info["grid_npix"]}
     return respond(core, query_meta, params, data, {"flux": 5, "distance": 7})
