@@ -270,6 +270,9 @@ def dachs_table(core: Any, params: Mapping[str, Any], data: Mapping[str, Sequenc
             row[name] = v
         rows.append(row)
     table = rsc.TableForDef(core.outputTable, rows=rows)
+    # DaCHS's api renderer writes QUERY_STATUS from this meta (empty otherwise,
+    # which DALI clients such as pyvo refuse)
+    table.setMeta("_queryStatus", "OK")
     for name, value in params.items():
         if value is not None:
             table.setParam(name, value)
@@ -419,7 +422,7 @@ def retrieve(core: Any, args: Mapping[str, Any], query_meta: Any, service: Any) 
     """
     desc = model_description()
     dims = [d.dim for d in desc.informative]
-    k = int(args.get("K") or 10)
+    k = 10 if args.get("K") is None else int(args["K"])
     if not 1 <= k <= MAX_K:
         raise _validation(f"must be between 1 and {MAX_K}", "K")
     has_id, upload = args.get("ID") not in (None, ""), args.get("SPECTRUM")
