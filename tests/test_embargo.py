@@ -78,6 +78,7 @@ def _data_urls(service, accref: str, did: str) -> dict[str, str]:
         "preview": service.preview(did),
         "product preview": f"{service.url}/getproduct/{accref}?preview=True",
         "tar of products": f"{service.url}/getproduct/{q(accref)}?tar=True",
+        "model reconstruction": f"{service.url}/{harps_site.RD_ID}/rec/dlget?ID={q(did)}",
     }
 
 
@@ -159,3 +160,52 @@ def test_public_data_stay_open(service, real_files):
     did = pub_did(EXAMPLE_ACCREF)
     for url in (service.dlget(did, BAND="6.56e-7 6.57e-7"), service.preview(did)):
         assert requests.get(url, timeout=60).status_code == 200
+
+
+@pytest.fixture
+def planted_latent(service, embargoed):
+    """A latent row for the proprietary spectrum, at a public spectrum's very position.
+
+    Only public spectra are ever encoded; this plants what a mistake (or an
+    embargo extended after encoding) would leave, so that the retrieval
+    service's own embargo filter is what is tested.
+    """
+    from gavo import base
+    _, did, _ = embargoed
+    rows = service.tap_rows("SELECT TOP 1 ssa_pubdid FROM harps.latents WHERE knn IS NOT NULL"
+                            " ORDER BY ssa_pubdid")
+    require(bool(rows), "no latents published (run make demo)")
+    public = rows[0]["ssa_pubdid"]
+    with base.getDBConnection("admin") as conn:
+        cols = [r[0] for r in conn.query(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'harps'"
+            " AND table_name = 'latents' AND column_name <> 'ssa_pubdid'")]
+        conn.execute(f"INSERT INTO harps.latents (ssa_pubdid, {', '.join(cols)}) "
+                     f"SELECT %(did)s, {', '.join(cols)} FROM harps.latents "
+                     "WHERE ssa_pubdid = %(public)s", {"did": did, "public": public})
+        conn.commit()
+    yield public, did
+    with base.getDBConnection("admin") as conn:
+        conn.execute("DELETE FROM harps.latents WHERE ssa_pubdid = %(did)s", {"did": did})
+        conn.commit()
+
+
+def test_model_services_never_hand_out_proprietary_spectra(service, planted_latent):
+    public, did = planted_latent
+    base = f"{service.url}/{harps_site.RD_ID}"
+    params = {"ID": public, "K": "5", "SPECTRA": "True", "RESPONSEFORMAT": "json"}
+
+    def neighbours(auth=None) -> list[str]:
+        r = requests.get(f"{base}/retrieve/api", params=params, auth=auth, timeout=120)
+        assert r.status_code == 200, r.text[:300]
+        return [row[1] for row in r.json()["data"]]
+
+    # the planted row sits at distance 0: first for a member, absent for everyone else
+    assert did not in neighbours() and did not in neighbours(OUTSIDER)
+    assert neighbours(MEMBER)[1] == did
+    # by its own DID: decode and retrieval ask for credentials
+    for name, extra in (("retrieve/api", {"K": "3"}), ("decode/api", {})):
+        for auth, status in ((None, 401), (OUTSIDER, 403), (MEMBER, 200)):
+            r = requests.get(f"{base}/{name}", params={"ID": did, **extra}, auth=auth,
+                             timeout=120)
+            assert r.status_code == status, (name, auth, r.status_code, r.text[:300])
