@@ -435,6 +435,14 @@ def bad_pixel_mask(wave: np.ndarray, flux: np.ndarray) -> np.ndarray:
 def validate(path: str | os.PathLike) -> SpectrumMeta:
     """Check that a file is a usable HARPS 1D spectrum, data included.
 
+    See :func:`validated_spectrum`, which this is, returning the metadata only.
+    """
+    return validated_spectrum(path).meta
+
+
+def validated_spectrum(path: str | os.PathLike) -> Spectrum:
+    """Read a HARPS 1D spectrum and check that it is usable, data included.
+
     On top of :func:`read_meta` this reads the arrays and refuses files
     whose wavelengths are not strictly increasing or disagree with the
     header, whose flux is empty, or in which more than ``MAX_BAD_FRACTION``
@@ -447,7 +455,7 @@ def validate(path: str | os.PathLike) -> SpectrumMeta:
 
     Returns
     -------
-    SpectrumMeta
+    Spectrum
 
     Raises
     ------
@@ -474,4 +482,4 @@ def validate(path: str | os.PathLike) -> SpectrumMeta:
             p, f"garbage data: {bad_fraction:.1%} of the pixels are non-finite or absurd "
             f"(max |flux| {np.nanmax(np.abs(flux[np.isfinite(flux)])):.3g} adu); "
             f"at most {MAX_BAD_FRACTION:.0%} is tolerated")
-    return meta
+    return spec

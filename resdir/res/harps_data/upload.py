@@ -3,8 +3,8 @@
 Accepted, in this order:
 
 1. **HARPS files** (ESO Phase 3 ADP, DRS s1d): checked by
-   :func:`harps_data.fitsio.validate`, the rules of ingest, then read by
-   :func:`harps_data.fitsio.read_spectrum`.  A HARPS file that ingest would
+   :func:`harps_data.fitsio.validated_spectrum`, the rules of ingest
+   (``fitsio.validate``).  A HARPS file that ingest would
    refuse is refused with ingest's reason.
 2. **Generic 1D FITS** (any instrument), first match wins:
 
@@ -172,8 +172,7 @@ def read_upload(path: str | os.PathLike, name: str | None = None) -> fitsio.Spec
     """
     path, name = os.fspath(path), name or os.fspath(path)
     try:
-        fitsio.validate(path)
-        return fitsio.read_spectrum(path)
+        return fitsio.validated_spectrum(path)
     except InvalidSpectrum as ex:
         if not ex.reason.startswith(_HARPS_LAYOUT_REASONS):
             raise InvalidSpectrum(name, ex.reason) from None

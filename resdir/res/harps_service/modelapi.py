@@ -419,6 +419,10 @@ def retrieve(core: Any, args: Mapping[str, Any], query_meta: Any, service: Any) 
 
     Row 0 is the query itself; rows 1..K the neighbours by increasing
     distance in the informative latent subspace (``gavo_latentdist``'s).
+
+    Long because the two kinds of query (archived, uploaded) differ in where
+    vector, label and overlay flux come from, and the answer has eleven
+    columns; each piece is a line or two.
     """
     desc = model_description()
     dims = [d.dim for d in desc.informative]
