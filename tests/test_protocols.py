@@ -212,3 +212,13 @@ def test_malformed_tap_parameters(service):
 def test_malformed_datalink_requests_are_client_errors(service, real_files, params):
     r = requests.get(f"{service.url}/harps/q/sdl/dlget", params=params, timeout=60)
     assert 400 <= r.status_code < 500, (r.status_code, r.text[:500])
+
+
+def test_form_pages_get_their_javascript(service):
+    """DaCHS's jquery-gavo.js (loaded by every form page) is served, not a 500.
+
+    It is built from Debian's jQuery UI files; etc/dachsctl supplies the one
+    that libjs-jquery-ui 1.13 dropped.
+    """
+    r = requests.get(f"{service.url}/static/js/jquery-gavo.js", timeout=60)
+    assert r.status_code == 200 and "jQuery" in r.text[:20000], r.status_code
