@@ -234,7 +234,7 @@ def _wait_retrieved(driver, after: int = 0) -> dict:
                 drawn: p ? p.data.slice(1).map(s => s.filter(v => v != null).length) : [],
                 table_rows: document.querySelectorAll('#results tr').length - 1,
                 rows: (r.lastRows || []).map(x => ({rank: x.rank, did: x.ssa_pubdid,
-                    target: x.ssa_targname, distance: x.distance, datalink: x.datalink,
+                    target: x.ssa_targname, distance: x.latent_distance, datalink: x.datalink,
                     preview: x.preview}))};""")
 
 

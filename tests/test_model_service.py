@@ -119,7 +119,7 @@ def test_upload_of_an_archived_file_finds_it_first_and_agrees_with_tap(service, 
                                  data={"K": str(k), "RESPONSEFORMAT": "json"},
                                  files={"SPECTRUM": (ALPHA_CEN_B.name, f)}))
     dids = [row[1] for row in up["data"]]
-    dist = _column(up, "distance")
+    dist = _column(up, "latent_distance")
     assert dids[0] is None and dist[0] == 0  # row 0: the upload itself
     assert dids[1] == did and dist[1] < 1e-5, (dids[1], dist[1])
     assert np.all(np.diff(dist[1:]) >= 0)
@@ -131,7 +131,7 @@ def test_upload_of_an_archived_file_finds_it_first_and_agrees_with_tap(service, 
     by_id = _json(requests.get(_url(service, "retrieve/api", ID=did, K=k - 1,
                                     RESPONSEFORMAT="json"), timeout=60))
     assert [row[1] for row in by_id["data"]] == [did] + dids[2:]
-    np.testing.assert_allclose(_column(by_id, "distance")[1:],
+    np.testing.assert_allclose(_column(by_id, "latent_distance")[1:],
                                [float(r["d"]) for r in tap[1:]], rtol=1e-5, atol=1e-6)
 
 
@@ -160,7 +160,7 @@ def test_pyvo_reads_the_answers(service, encoded, tmp_path):
                           files={"SPECTRUM": f}, timeout=120)
     up = pyvo.dal.DALResults(parse(io.BytesIO(r.content)), url=r.url)
     assert up["ssa_pubdid"][1] == did
-    assert up.votable.get_first_table().get_field_by_id_or_name("distance").ucd
+    assert up.votable.get_first_table().get_field_by_id_or_name("latent_distance").ucd
     dec = pyvo.dal.DALResults.from_result_url(_url(service, "decode/api", ID=did))
     assert len(dec) > 1000
     assert dec.votable.get_first_table().params[0].value  # model_id first

@@ -467,7 +467,7 @@ def retrieve(core: Any, args: Mapping[str, Any], query_meta: Any, service: Any) 
     data = {
         "rank": list(range(len(rows))),
         "ssa_pubdid": [r[0] for r in rows],
-        "distance": [float(r[1]) for r in rows],
+        "latent_distance": [float(r[1]) for r in rows],
         "ssa_targname": [r[2] for r in rows],
         "ssa_dateobs": [r[3] for r in rows],
         "ssa_snr": [r[4] for r in rows],
@@ -482,4 +482,4 @@ def retrieve(core: Any, args: Mapping[str, Any], query_meta: Any, service: Any) 
               "knn": knn_text(knn),
               "adql": adql_nearest(knn, k), "grid_start": info["grid_start"],
               "grid_step": info["grid_step"], "grid_npix": info["grid_npix"]}
-    return respond(core, query_meta, params, data, {"flux": 5, "distance": 7})
+    return respond(core, query_meta, params, data, {"flux": 5, "latent_distance": 7})
