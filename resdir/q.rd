@@ -335,6 +335,89 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     <index columns="ssa_pubdid"/>
   </table>
 
+  <table id="tags" onDisk="True" adql="True" primary="ssa_pubdid">
+    <meta name="description">Physical parameters of every encoded
+      spectrum predicted from its latent vector (harps.latents): effective
+      temperature, surface gravity, metallicity, v sin i and radial
+      velocity, each with a per-spectrum uncertainty, and an out-of-domain
+      flag for spectra unlike the labelled set the predictor learned from
+      (far from it in latent space, or badly reconstructed): do not use the
+      numbers of a flagged spectrum.  One row per row of harps.latents,
+      joinable on ssa_pubdid.  The column descriptions quote the held-out
+      validation; the label catalogue and its match are in every row.</meta>
+    <column name="ssa_pubdid" type="text" required="True"
+      ucd="meta.ref.ivoid" tablehead="P. DID" verbLevel="1"
+      description="Publisher DID of the spectrum (harps.latents.ssa_pubdid)."/>
+    <LOOP>
+      <codeItems>
+        from harps_service import rdcode
+        yield from rdcode.tag_items()
+      </codeItems>
+      <events>
+        <column name="\name" type="real" unit="\unit" ucd="\ucd"
+          verbLevel="1" description="\description"/>
+      </events>
+    </LOOP>
+    <column name="ood" type="smallint" required="True"
+      ucd="meta.code.qual" tablehead="OOD" verbLevel="1"
+      description="1: out of domain (the predictions are not to be trusted);
+        0: like the labelled training set."/>
+    <column name="ood_score" type="real"
+      ucd="stat.value" tablehead="OOD score" verbLevel="10"
+      description="How far out of domain: the larger of (distance to the
+        labelled set in latent space, reconstruction error), each divided by
+        its 99th percentile over the training set; above 1 is flagged."/>
+    <column name="ood_reason" type="text"
+      ucd="meta.note" tablehead="Why OOD" verbLevel="10"
+      description="Why the spectrum is out of domain (NULL when it is not)."/>
+    <column name="model_id" type="text" required="True"
+      ucd="meta.id;meta.software" tablehead="Model" verbLevel="15"
+      description="The latent model (harps.models)."/>
+    <column name="tagger" type="text" required="True"
+      ucd="meta.id;meta.software" tablehead="Tagger" verbLevel="15"
+      description="The predictor (its file is published with the model)."/>
+    <column name="label_catalogue" type="text" required="True"
+      ucd="meta.bib;meta.file" tablehead="Labels" verbLevel="25"
+      description="The label catalogue the predictor was trained on, with its SHA-256."/>
+    <column name="label_match" type="text" required="True"
+      ucd="meta.note" tablehead="Match" verbLevel="25"
+      description="How spectra were matched to the catalogue, and how many."/>
+    <column name="artefact" type="text" required="True"
+      ucd="meta.ref.url;meta.file" tablehead="Artefact" verbLevel="30"
+      description="The tags artefact (FITS, inputs-relative path) of this row."/>
+    <index columns="teff"/>
+    <index columns="mh"/>
+  </table>
+
+  <table id="retrieval_metrics" onDisk="True" adql="True">
+    <meta name="description">How well "spectra like this one" works,
+      measured: for the model's latent space (the informative dimensions,
+      as gavo_latentdist compares them), a PCA of the same size and plain
+      Euclidean distance on the normalised flux, the fraction of the k
+      nearest neighbours that are the same star (precision at k), and the
+      purity and completeness of the 10 nearest within 100 K in Teff,
+      0.2 dex in logg and 0.1 dex in [M/H], on labelled synthetic spectra
+      and on the real alpha Cen B spectra.</meta>
+    <column name="model_id" type="text" required="True" ucd="meta.id;meta.software"
+      tablehead="Model" verbLevel="1" description="The model."/>
+    <column name="dataset" type="text" required="True" ucd="meta.dataset"
+      tablehead="Dataset" verbLevel="1" description="The spectra the figure is
+        measured on (synthetic held-out stars, or real: a star's name)."/>
+    <column name="representation" type="text" required="True" ucd="meta.code"
+      tablehead="Representation" verbLevel="1" description="latent (this model),
+        pca (baseline of the same size) or flux (Euclidean on normalised flux)."/>
+    <column name="metric" type="text" required="True" ucd="meta.id"
+      tablehead="Metric" verbLevel="1" description="precision (same star),
+        purity or completeness (label tolerances)."/>
+    <column name="k" type="integer" required="True" ucd="meta.number"
+      tablehead="k" verbLevel="1" description="Number of neighbours considered."/>
+    <column name="fraction" type="real" required="True" unit="" ucd="stat.value"
+      tablehead="Value" verbLevel="1" description="The metric's value, a fraction
+        (0 to 1)."/>
+    <column name="n_queries" type="integer" required="True" ucd="meta.number"
+      tablehead="Queries" verbLevel="1" description="Query spectra averaged over."/>
+  </table>
+
   <table id="latent_dims" onDisk="True" adql="True">
     <meta name="description">Which latent dimensions carry information:
       the median absolute deviation of mu over the archive (Sedaghat et al.
@@ -508,6 +591,8 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     <!-- (re)creates the empty latent tables when a new model is published -->
     <make table="latents"/>
     <make table="neighbours"/>
+    <make table="tags"/>
+    <make table="retrieval_metrics"/>
   </data>
 
   <data id="import_latents" auto="False" updating="True">
@@ -522,6 +607,25 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     <sources pattern="models/current/neighbours.fits"/>
     <fitsTableGrammar/>
     <make table="neighbours"/>
+  </data>
+
+  <data id="import_tags" auto="False" updating="True">
+    <sources pattern="models/current/tags*.fits">
+      <ignoreSources fromdb="select distinct artefact from \schema.tags"/>
+    </sources>
+    <customGrammar module="res/harps_service/tagrows"/>
+    <make table="tags"/>
+  </data>
+
+  <data id="import_retrieval" auto="False">
+    <sources pattern="models/current/retrieval_metrics.csv"/>
+    <csvGrammar/>
+    <make table="retrieval_metrics">
+      <!-- "value" is reserved in ADQL -->
+      <rowmaker idmaps="*">
+        <map key="fraction">@value</map>
+      </rowmaker>
+    </make>
   </data>
 
   <data id="import_analysis" auto="False">
@@ -791,10 +895,24 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
       spectra nearest to that point.  RESPONSEFORMAT=json gives a compact
       JSON table (used by the Sliders page).</meta>
     <meta name="_example" title="The archive's typical spectrum">
-      ``api?Z=0,0`` (one number per informative dimension) decodes the
-      point at the origin of z1, z2 with the other dimensions at the
-      archive median; ``api`` alone decodes the archive median.
+      ``api`` alone decodes the archive's median latent vector; with
+      ``RESPONSEFORMAT=json`` the answer is a compact JSON table.
     </meta>
+    <!-- one number per informative dimension of the published model:
+      written when the RD is read -->
+    <LOOP>
+      <codeItems>
+        from harps_service import rdcode
+        yield from rdcode.latent_origin_items()
+      </codeItems>
+      <events>
+        <meta name="_example" title="A point of the latent space">
+          ``api?Z=\originCommas`` (one number per informative dimension,
+          \nDims for the current model) decodes the origin of z1, z2, ...
+          with the other dimensions at the archive median.
+        </meta>
+      </events>
+    </LOOP>
     <LOOP>
       <codeItems>
         from harps_service import rdcode
@@ -802,9 +920,10 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
       </codeItems>
       <events>
         <meta name="_example" title="A spectrum moved along z1">
-          ``api?ID=\exampleDID&amp;OFFSET=0.5,0`` decodes the latent vector of
-          that spectrum with z1 increased by 0.5: compare columns ``flux``
-          and ``observed`` to see what z1 changes.
+          ``api?ID=\exampleDID`` decodes the latent vector of that spectrum;
+          add ``OFFSET=`` with one number per informative dimension (z1 first)
+          to move it: compare columns ``flux`` and ``observed`` to see what
+          each dimension changes.
         </meta>
       </events>
     </LOOP>
@@ -934,11 +1053,11 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
           ucd="spect.binSize" description="Step of the model grid."/>
         <param name="grid_npix" type="integer" ucd="meta.number"
           description="Samples of the model grid (length of flux)."/>
-        <outputField name="rank" type="smallint" ucd="meta.number"
+        <outputField name="rank" type="smallint" ucd="meta.number" required="True"
           description="0 for the query, 1 for the nearest neighbour, ..."/>
         <outputField name="ssa_pubdid" type="text" ucd="meta.ref.ivoid"
           description="Publisher DID (NULL for an upload)."/>
-        <outputField name="distance" type="double precision" unit=""
+        <outputField name="latent_distance" type="double precision" unit=""
           ucd="pos.distance;stat.fit.param"
           description="Euclidean distance to the query in the informative
             latent subspace (prior sigmas), as gavo_latentdist."/>

@@ -8,10 +8,16 @@ and the ``harps-analyse`` summary).
 
 from __future__ import annotations
 
+import csv
+import os
 from html import escape
 
 from harps_data.records import ModelDescription
 from harps_site import schema_of
+
+#: Validation figures shown for each tag, if the tagger reports them: key -> heading.
+TAG_FIGURES = {"mae": "MAE", "rmse": "RMSE", "median_abs_error": "median |error|",
+               "mae_mean_baseline": "MAE of the mean", "within_1sigma": "within 1 sigma"}
 
 
 def _table(rows: list[tuple[str, str]]) -> str:
@@ -76,8 +82,76 @@ spectrum per star.</p>
 {_mi_table(model)}"""
 
 
-def render(model: ModelDescription, rd_id: str) -> str:
-    """HTML of the model card for ``model`` (the contents of model.json)."""
+def _tags(model_dir: str | None, schema: str) -> str:
+    """The "Physical-parameter tags" section from the tagger's validation.json."""
+    from harps_service.tagrows import LABELS, validation
+    val = validation(model_dir) if model_dir else {}
+    labels = val.get("labels", {}) if isinstance(val.get("labels"), dict) else {}
+    if not labels:
+        return ""
+    keys = [k for k in TAG_FIGURES if any(k in labels.get(lab.column, {}) for lab in LABELS)]
+    head = "<tr><th>parameter</th>" + "".join(f"<th>{TAG_FIGURES[k]}</th>" for k in keys)
+    rows = []
+    for lab in LABELS:
+        fig = labels.get(lab.column, {})
+        cells = "".join(
+            "<td>" + (f"{fig[k]:.0%}" if k == "within_1sigma" else f"{fig[k]:{lab.digits}}")
+            + "</td>" if isinstance(fig.get(k), (int, float)) else "<td></td>" for k in keys)
+        rows.append(f"<tr><th>{escape(lab.what)} [{escape(lab.unit or 'dex')}]</th>{cells}</tr>")
+    other = {k: v for k, v in val.items() if k != "labels" and not isinstance(v, (dict, list))}
+    notes = "; ".join(f"{escape(str(k))}: {escape(str(v))}" for k, v in other.items())
+    return f"""<h2>Physical-parameter tags</h2>
+<p>Every encoded spectrum has predicted Teff, logg, [M/H], v sin i and RV with a
+per-spectrum uncertainty and an out-of-domain flag in <code>{schema}.tags</code>.
+Validation on held-out synthetic stars (the predictor never saw them):</p>
+<table>{head}</tr>{''.join(rows)}</table>
+<p>{notes}</p>
+<p>Real stars are unlike the synthetic training set in ways the simulator does not
+model; check <code>ood</code> before using a number.</p>"""
+
+
+def _retrieval(model_dir: str | None, schema: str) -> str:
+    """The "Retrieval quality" section from retrieval_metrics.csv."""
+    path = os.path.join(model_dir or "", "retrieval_metrics.csv")
+    if not model_dir or not os.path.exists(path):
+        return ""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    present = list(dict.fromkeys(r["representation"] for r in rows))
+    reps = [r for r in ("latent", "pca", "flux") if r in present] + sorted(
+        r for r in present if r not in ("latent", "pca", "flux"))
+    keys = list(dict.fromkeys((r["dataset"], r["metric"], r["k"]) for r in rows))
+    value = {(r["dataset"], r["metric"], r["k"], r["representation"]): r for r in rows}
+    head = "<tr><th>dataset</th><th>metric</th><th>k</th>" + "".join(
+        f"<th>{escape(rep)}</th>" for rep in reps) + "<th>queries</th></tr>"
+    body = []
+    for ds, metric, k in keys:
+        cells = "".join(f"<td>{float(value[(ds, metric, k, rep)]['value']):.3f}</td>"
+                        if (ds, metric, k, rep) in value else "<td></td>" for rep in reps)
+        n = next((value[(ds, metric, k, rep)]["n_queries"] for rep in reps
+                  if (ds, metric, k, rep) in value), "")
+        body.append(f"<tr><td>{escape(ds)}</td><td>{escape(metric)}</td><td>{escape(k)}"
+                    f"</td>{cells}<td>{escape(str(n))}</td></tr>")
+    return f"""<h2>Retrieval quality</h2>
+<p>What "similar" means here, measured (<code>{schema}.retrieval_metrics</code>):
+precision is the fraction of the k nearest that are the same star; purity and
+completeness count neighbours within 100 K (Teff), 0.2 dex (logg) and 0.1 dex ([M/H]).
+<em>latent</em> is this model's informative subspace (what <code>gavo_latentdist</code>
+compares), <em>pca</em> a PCA of the same size, <em>flux</em> Euclidean distance on the
+normalised flux.</p>
+<table>{head}{''.join(body)}</table>"""
+
+
+def render(model: ModelDescription, rd_id: str, model_dir: str | os.PathLike | None = None
+           ) -> str:
+    """HTML of the model card for ``model`` (the contents of model.json).
+
+    ``model_dir`` (the published model directory) adds the tags' validation
+    and the retrieval metrics when they are there.
+
+    Long because it is the page's template.
+    """
+    model_dir = os.fspath(model_dir) if model_dir is not None else None
     t = model.training
     schema = schema_of(rd_id)
     return f"""<!DOCTYPE html>
@@ -105,6 +179,8 @@ neither trained on nor encoded until their release date.</p>
 {_meaning(model)}
 <p>Full tables: <code>{schema}.latent_dims</code>, <code>{schema}.latent_mi</code>
 (TAP), <a href="latent_mi.csv">latent_mi.csv</a>, <a href="analysis.json">analysis.json</a>.</p>
+{_tags(model_dir, schema)}
+{_retrieval(model_dir, schema)}
 <h2>Limitations</h2>
 <ul><li>Meanings are measured on synthetic spectra; real spectra carry effects the
 simulator lacks (instrument drifts, emission, binaries), which the anomaly score may flag.</li>

@@ -43,15 +43,27 @@ def informative_items(rd_id: str = harps_site.RD_ID) -> Iterator[dict[str, str]]
         yield {"column": d.column, "dim": str(d.dim), "description": d.description}
 
 
-def latent_origin_items(rd_id: str = harps_site.RD_ID) -> Iterator[dict[str, str]]:
-    """The explicit-vector TAP example's LOOP row: ``origin`` and ``nDims``.
+def tag_items(rd_id: str = harps_site.RD_ID) -> Iterator[dict[str, str]]:
+    """One LOOP row per column of ``harps.tags`` made per parameter (value and error).
 
-    ``origin`` is the prior's mean (one ``0`` per informative dimension);
+    Keys ``name``, ``unit``, ``ucd``, ``description``; the descriptions quote
+    the current tagger's held-out validation (:func:`tagrows.tag_columns`).
+    """
+    from harps_service.tagrows import tag_columns
+    yield from tag_columns(str(harps_site.resdir_of(rd_id) / "models"))
+
+
+def latent_origin_items(rd_id: str = harps_site.RD_ID) -> Iterator[dict[str, str]]:
+    """The explicit-vector examples' LOOP row: ``origin``, ``originCommas``, ``nDims``.
+
+    ``origin`` is the prior's mean (one ``0`` per informative dimension,
+    blank-separated for ADQL, comma-separated in ``originCommas`` for URLs);
     nothing before a model is published.
     """
     n = len(list(informative_items(rd_id)))
     if n:
-        yield {"origin": " ".join("0" for _ in range(n)), "nDims": str(n)}
+        yield {"origin": " ".join("0" for _ in range(n)), "nDims": str(n),
+               "originCommas": ",".join("0" for _ in range(n))}
 
 
 def install_server_extensions() -> Iterator[dict[str, str]]:
