@@ -958,7 +958,7 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
         <param name="norm_scale" type="real" unit="adu"
           ucd="phot.flux.density;arith.ratio"
           description="Median flux of ID's spectrum (flux_adu = flux times this)."/>
-        <param name="adql" type="text" ucd="meta.code.query"
+        <param name="adql" type="text" ucd="meta.code"
           description="ADQL for the archived spectra nearest to this point."/>
         <param name="frame" type="text" ucd="meta.code"
           description="Wavelength frame of the model grid."/>
@@ -1045,7 +1045,7 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
             computed by the service, as harps-encode would)."/>
         <param name="knn" type="text" ucd="stat.fit.param"
           description="The query's informative coordinates z1, z2, ..."/>
-        <param name="adql" type="text" ucd="meta.code.query"
+        <param name="adql" type="text" ucd="meta.code"
           description="ADQL giving the same neighbours through TAP."/>
         <param name="grid_start" type="double precision" unit="Angstrom"
           ucd="em.wl;stat.min" description="First wavelength of the model grid."/>
