@@ -34,6 +34,7 @@ setup(
             "harps-train = ml.train:main",
             "harps-encode = ml.encode:main",
             "harps-model-server = ml.serve:main",
+            "harps-tags = ml.tags:main",
         ],
     },
 )

@@ -120,6 +120,100 @@ def read_labels(path: str | os.PathLike) -> dict[str, str]:
     return labels
 
 
+def file_key(name: str) -> str:
+    """One canonical key of a file name, path or DID: base name, no ``.fits``, ``:`` as ``_``.
+
+    ``ivo://x/~?harps/data/adp/2019/ADP.2019-01-01T01_02_03.004.fits``,
+    ``2019/ADP.2019-01-01T01_02_03.004.fits`` and ``ADP.2019-01-01T01:02:03.004``
+    all give ``ADP.2019-01-01T01_02_03.004``: one of :func:`_label_keys`.
+    """
+    base = Path(name).name
+    return (base[:-5] if base.endswith(".fits") else base).replace(":", "_")
+
+
+@dataclass(frozen=True)
+class LabelTable:
+    """A label catalogue: per-file star ids and numeric labels (:func:`read_label_table`)."""
+
+    path: Path
+    sha256: str  # of the catalogue file
+    file_column: str  # catalogue column that names the file
+    star_column: str
+    names: tuple[str, ...]  # label names found (keys of the ``wanted`` mapping)
+    columns: tuple[str, ...]  # the catalogue column of each name
+    values: np.ndarray  # (n_rows, n_names) float64, NaN where a cell is empty
+    stars: list[str]  # (n_rows,)
+    keys: dict[str, int]  # every :func:`_label_keys` variant of a file -> row
+
+    @property
+    def match_rule(self) -> str:
+        """How rows are matched, in words (recorded in provenance)."""
+        return f"file name: pubdid basename = basename of {self.file_column}"
+
+    def match(self, names: Sequence[str]) -> np.ndarray:
+        """Catalogue row of each file name or DID, ``(N,)`` int64, -1 when unmatched.
+
+        Base names are compared with and without ``.fits`` and with ``:`` read
+        as ``_`` (:func:`_label_keys`, as :func:`read_labels` does).
+        """
+        return np.array([next((self.keys[k] for k in _label_keys(n) if k in self.keys), -1)
+                         for n in names], dtype=np.int64)
+
+
+def _float_or_nan(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def read_label_table(path: str | os.PathLike,
+                     wanted: dict[str, Sequence[str]]) -> LabelTable:
+    """Read a label catalogue: file key, star id and the label columns in ``wanted``.
+
+    Parameters
+    ----------
+    path : path-like
+        CSV with a file column (first of :data:`LABEL_FILE_COLUMNS`), a star
+        column (first of :data:`LABEL_STAR_COLUMNS`) and label columns.
+    wanted : dict
+        Label name -> accepted column names, lower case, in order of
+        preference (e.g. ``{"teff": ("teff_k", "teff")}``).  Names without
+        a column are left out of the table; empty or non-numeric cells are NaN.
+
+    Raises
+    ------
+    DataError
+        No file or star column, or none of the wanted label columns.
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except OSError as ex:
+        raise DataError(f"{path}: cannot read the label catalogue ({ex.strerror})") from None
+    reader = csv.DictReader(text.decode("utf-8", "replace").splitlines())
+    orig = {c.strip().lower(): c for c in reader.fieldnames or []}
+    fcol = next((c for c in LABEL_FILE_COLUMNS if c in orig), None)
+    scol = next((c for c in LABEL_STAR_COLUMNS if c in orig), None)
+    found = {n: next(c for c in cols if c in orig) for n, cols in wanted.items()
+             if any(c in orig for c in cols)}
+    if fcol is None or scol is None or not found:
+        raise DataError(f"{path}: a label catalogue needs a file column "
+                        f"({', '.join(LABEL_FILE_COLUMNS)}), a star column "
+                        f"({', '.join(LABEL_STAR_COLUMNS)}) and label columns (any of "
+                        f"{', '.join(c for cols in wanted.values() for c in cols)}); "
+                        f"has {', '.join(orig) or 'no header'}")
+    values, stars, keys = [], [], {}
+    for i, row in enumerate(reader):
+        values.append([_float_or_nan(row[orig[c]] or "") for c in found.values()])
+        stars.append((row[orig[scol]] or "").strip())
+        for key in _label_keys((row[orig[fcol]] or "").strip()):
+            keys[key] = i
+    return LabelTable(path, hashlib.sha256(text).hexdigest(), fcol, scol, tuple(found),
+                      tuple(found.values()), np.array(values, float).reshape(-1, len(found)),
+                      stars, keys)
+
+
 def star_ids(paths: Sequence[Path], labels: dict[str, str] | None = None) -> list[str]:
     """Star of each file: from ``labels`` when it is there, else the OBJECT header.
 
