@@ -17,7 +17,7 @@ from harps_site import schema_of
 
 #: Validation figures shown for each tag, if the tagger reports them: key -> heading.
 TAG_FIGURES = {"mae": "MAE", "rmse": "RMSE", "median_abs_error": "median |error|",
-               "mae_mean_baseline": "MAE of the mean", "within_1sigma": "within 1 sigma"}
+               "baseline_mae": "MAE of the mean", "within_1sigma": "within 1 sigma"}
 
 
 def _table(rows: list[tuple[str, str]]) -> str:

@@ -17,8 +17,7 @@ import json
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import harps_site
 
@@ -31,9 +30,12 @@ except ImportError:  # pragma: no cover - outside DaCHS
 TAGGER_DIR = "tagger"
 
 
-@dataclass(frozen=True)
-class TagLabel:
-    """One predicted parameter: column, unit, UCD, what it is."""
+class TagLabel(NamedTuple):
+    """One predicted parameter: column, unit, UCD, what it is.
+
+    (A NamedTuple, not a dataclass: DaCHS loads grammar modules without
+    registering them in ``sys.modules``, which dataclasses need.)
+    """
 
     column: str
     unit: str
@@ -84,7 +86,7 @@ def tag_columns(models_dir: str | None = None) -> Iterator[dict[str, str]]:
             unit = lab.unit or "dex"
             acc = (f" Validation on held-out synthetic stars: mean absolute error "
                    f"{fig['mae']:{lab.digits}} {unit} (predicting the mean: "
-                   f"{fig.get('mae_mean_baseline', float('nan')):{lab.digits}} {unit}); "
+                   f"{fig.get('baseline_mae', float('nan')):{lab.digits}} {unit}); "
                    f"{fig.get('within_1sigma', float('nan')):.0%} of the errors within 1 sigma.")
         else:
             acc = ""
