@@ -35,6 +35,7 @@ setup(
             "harps-encode = ml.encode:main",
             "harps-model-server = ml.serve:main",
             "harps-tags = ml.tags:main",
+            "harps-retrieval = ml.retrieval:main",
         ],
     },
 )

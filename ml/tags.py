@@ -65,7 +65,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +124,7 @@ class LatentRows:
     recon_err: np.ndarray  # (N,) float64, (normalised flux)**2
     flags: np.ndarray  # (N,) int, 0 = encoded
     model_id: str
+    header: dict = field(default_factory=dict)  # LATENTS header of the first file (no TTYPE..)
 
     @property
     def encoded(self) -> np.ndarray:
@@ -143,12 +144,13 @@ def read_latents(paths: Sequence[str | os.PathLike]) -> LatentRows:
     from astropy.io import fits
     if not paths:
         raise TagError("--latents: no latents artefact given")
-    ids, zs, errs, flags, mid = [], [], [], [], None
+    ids, zs, errs, flags, mid, header = [], [], [], [], None, {}
     for p in paths:
         try:
             with fits.open(p) as hdul:
                 t, h = hdul["LATENTS"].data, hdul["LATENTS"].header
                 this = str(h.get("MODELID", ""))
+                header = header or {k: h[k] for k in h if not k.startswith(("TTYPE", "TFORM"))}
                 rows = (list(t["pubdid"]), np.asarray(t["latent"], np.float64),
                         np.asarray(t["recon_err"], np.float64), np.asarray(t["flags"], int))
         except (OSError, KeyError, TypeError, ValueError) as ex:
@@ -162,7 +164,8 @@ def read_latents(paths: Sequence[str | os.PathLike]) -> LatentRows:
         zs.append(rows[1].reshape(len(rows[0]), -1))
         errs.append(rows[2])
         flags.append(rows[3])
-    return LatentRows(ids, np.vstack(zs), np.concatenate(errs), np.concatenate(flags), mid)
+    return LatentRows(ids, np.vstack(zs), np.concatenate(errs), np.concatenate(flags), mid,
+                      header)
 
 
 # ---------------------------------------------------------------------------
