@@ -42,14 +42,29 @@ added (a test checks the result equals ``KNeighborsRegressor.predict``):
 
 k is chosen per label among :data:`K_GRID` by leave-one-star-out
 cross-validation on the training stars only (smallest mean absolute
-error).  Out of domain (``ood = 1``): the distance to the
-:data:`DENSITY_K`-th nearest training spectrum (own star left out) is above
-the 99th percentile of the training spectra's own such distances
-("latent density"), or the reconstruction error is above the 99th
-percentile of the training spectra's ("reconstruction error"), or both;
-``ood_score`` is the larger of the two ratios to their thresholds (> 1: out
-of domain).  Spectra that were not encoded (flagged) get no tags, ``ood = 1``
-and reason "not encoded".  Held-out stars are those of ``--checkpoint``'s
+error).
+
+Out of domain (``ood = 1``) when any of three statistics is above the 99th
+percentile of the training spectra's own (each computed with the own star
+left out; ``ood_reason`` names those above, comma-separated):
+
+* "latent density": the distance to the :data:`DENSITY_K`-th nearest
+  training spectrum (far from everything labelled);
+* "reconstruction error": the reconstruction error itself (the model
+  cannot represent the spectrum: garbage, a wrong type of file);
+* "reconstruction vs neighbours": the reconstruction error divided by the
+  median of those neighbours' (a spectrum the model represents worse than
+  the labelled spectra it resembles; reconstruction errors vary tenfold
+  across the synthetic archive, so only this local comparison catches a real
+  spectrum that lands among synthetic ones of its type and is reconstructed
+  like an average synthetic spectrum but worse than those).  Added after the
+  first real-star check (``bench/README.md``) had alpha Cen B spectra that
+  the two criteria above passed with wrong temperatures; the rule and its
+  percentile are the training set's, nothing was fitted to the real stars.
+
+``ood_score`` is the largest ratio of a statistic to its threshold (> 1:
+out of domain).  Spectra that were not encoded (flagged) get no tags,
+``ood = 1`` and reason "not encoded".  Held-out stars are those of ``--checkpoint``'s
 validation split when given (stars neither the autoencoder nor the tagger
 saw), else :func:`ml.data.split_by_star` with ``--val-fraction`` and ``--seed``.
 """
@@ -98,6 +113,9 @@ K_GRID = (1, 2, 3, 5, 8, 12, 20, 30)
 DENSITY_K = 10
 #: Percentile of the training set above which a spectrum is out of domain.
 OOD_PERCENTILE = 99.0
+#: The out-of-domain statistics (:meth:`Tagger.domain`) and their reasons.
+OOD_CRITERIA = {"density": "latent density", "recon": "reconstruction error",
+                "recon_local": "reconstruction vs neighbours"}
 #: Fraction of errors within 1 sigma after calibration (a Gaussian's).
 COVERAGE = 0.6827
 #: Fewest labelled stars on either side of the split.
@@ -282,7 +300,7 @@ class Tagger:
         per_all = max(Counter(self.stars.tolist()).values())
         self._density = (NearestNeighbors().fit(z), per_all)
         self.density_k = min(DENSITY_K, len(z) - per_all)
-        self.density_threshold = self.recon_threshold = np.inf
+        self.thresholds = dict.fromkeys(OOD_CRITERIA, np.inf)  # set by fit()
 
     def query_stars(self, keys: Sequence[str]) -> np.ndarray:
         """(n,) the training star of each file key, :data:`NO_STAR` for others."""
@@ -300,10 +318,20 @@ class Tagger:
         dist, idx = neighbours(nn, self.stars[rows], z, qstar, k, per)
         return weighted_stats(dist, self.y[rows][idx, self.names.index(name)])
 
-    def density(self, z: np.ndarray, qstar: np.ndarray) -> np.ndarray:
-        """(n,) distance to the :data:`DENSITY_K`-th nearest training spectrum (own star out)."""
+    def domain(self, z: np.ndarray, recon_err: np.ndarray,
+               qstar: np.ndarray) -> dict[str, np.ndarray]:
+        """The three out-of-domain statistics of spectra, (n,) each (see :data:`OOD_CRITERIA`).
+
+        ``density``: distance to the :data:`DENSITY_K`-th nearest training
+        spectrum (own star out); ``recon``: the reconstruction error;
+        ``recon_local``: the reconstruction error over the median of those
+        :data:`DENSITY_K` neighbours' reconstruction errors.
+        """
         nn, per = self._density
-        return neighbours(nn, self.stars, z, qstar, self.density_k, per)[0][:, -1]
+        dist, idx = neighbours(nn, self.stars, z, qstar, self.density_k, per)
+        recon_err = np.asarray(recon_err, float)
+        return {"density": dist[:, -1], "recon": recon_err,
+                "recon_local": recon_err / np.median(self.recon_err[idx], axis=1)}
 
     def predict(self, z: np.ndarray, recon_err: np.ndarray, keys: Sequence[str], *,
                 progress: bool = False) -> dict[str, np.ndarray]:
@@ -328,21 +356,21 @@ class Tagger:
         from tqdm import tqdm
         qstar = self.query_stars(keys)
         out = {n: np.full(len(z), np.nan) for h in self.heads for n in (h, h + "_err")}
-        dens = np.full(len(z), np.nan)
+        stat = {c: np.full(len(z), np.nan) for c in OOD_CRITERIA}
         for s in tqdm(range(0, len(z), CHUNK), desc="tags", unit="chunk", disable=not progress):
             sl = slice(s, s + CHUNK)
             for name, h in self.heads.items():
                 mean, spread = self.raw(name, z[sl], qstar[sl], h.k)
                 out[name][sl] = mean
                 out[name + "_err"][sl] = h.scale * np.hypot(spread, h.floor)
-            dens[sl] = self.density(z[sl], qstar[sl])
-        by_density = dens / self.density_threshold
-        by_recon = np.asarray(recon_err, float) / self.recon_threshold
-        out["ood_score"] = np.maximum(by_density, by_recon)
+            for c, v in self.domain(z[sl], np.asarray(recon_err)[sl], qstar[sl]).items():
+                stat[c][sl] = v
+        ratio = np.column_stack([stat[c] / self.thresholds[c] for c in OOD_CRITERIA])
+        out["ood_score"] = ratio.max(axis=1)
         out["ood"] = out["ood_score"] > 1.0
-        out["ood_reason"] = [", ".join(r for r, bad in (("latent density", a > 1),
-                                                        ("reconstruction error", b > 1)) if bad)
-                             for a, b in zip(by_density, by_recon, strict=True)]
+        out["ood_reason"] = [", ".join(r for r, bad in zip(OOD_CRITERIA.values(), row > 1,
+                                                           strict=True) if bad)
+                             for row in ratio]
         return out
 
     # -- fitting -------------------------------------------------------------
@@ -369,9 +397,8 @@ class Tagger:
         self.heads = {n: self.fit_head(n) for n in self.names if n in self._nn}
         if self.density_k < 1:
             raise TagError("too few training stars to measure latent density")
-        own = self.density(self.z, self.stars)
-        self.density_threshold = float(np.percentile(own, OOD_PERCENTILE))
-        self.recon_threshold = float(np.percentile(self.recon_err, OOD_PERCENTILE))
+        own = self.domain(self.z, self.recon_err, self.stars)
+        self.thresholds = {c: float(np.percentile(v, OOD_PERCENTILE)) for c, v in own.items()}
         return self
 
     # -- files ---------------------------------------------------------------
@@ -391,10 +418,8 @@ class Tagger:
                          "training stars)"},
             "heads": {n: asdict(h) for n, h in self.heads.items()},
             "ood": {"density_k": self.density_k, "percentile": OOD_PERCENTILE,
-                    "density_threshold": self.density_threshold,
-                    "recon_threshold": self.recon_threshold,
-                    "score": "max(density / density_threshold, recon_err / "
-                             "recon_threshold); ood when > 1"}}
+                    "criteria": OOD_CRITERIA, "thresholds": self.thresholds,
+                    "score": "the largest statistic / its threshold; ood when > 1"}}
 
     def save(self, path: str | os.PathLike) -> str:
         """Write ``path`` (npz, atomically); return its SHA-256."""
@@ -427,8 +452,7 @@ class Tagger:
         t = cls(arrays["z"].astype(np.float64), arrays["y"], arrays["stars"], arrays["keys"],
                 arrays["recon_err"], [str(n) for n in arrays["names"]])
         t.heads = {n: Head(**h) for n, h in meta["heads"].items()}
-        t.density_threshold = meta["ood"]["density_threshold"]
-        t.recon_threshold = meta["ood"]["recon_threshold"]
+        t.thresholds = meta["ood"]["thresholds"]
         t.meta, t.path, t.sha256 = meta, path, hashlib.sha256(path.read_bytes()).hexdigest()
         return t
 
@@ -552,7 +576,7 @@ def fit(latents: Sequence[str], labels: str, out_dir: str | os.PathLike, *, seed
 # predict
 # ---------------------------------------------------------------------------
 
-REASON_WIDTH = 40
+REASON_WIDTH = 72
 
 
 def predict(tagger_path: str | os.PathLike, latents: Sequence[str], out: str | os.PathLike, *,

@@ -49,13 +49,16 @@ def planted(tmp_path, *, n_stars=200, per_star=2, seed=5):
             z.append(np.r_[u[s] + 0.01 * rng.normal(size=2), 0.05 * rng.normal(size=2)])
             y.append(star_y[s])
             rows.append([f"2019/{name}", f"star{s}", *star_y[s]])
-    lat = write_artefact(tmp_path / "lat.fits", ids, np.array(z))
+    z = np.array(z)
+    # reconstruction errors vary tenfold across the latent space, as in a real archive
+    recon = (1e-3 * (1 + 9 * (z[:, 0] > 0)) * rng.lognormal(0, 0.1, len(z))).astype(np.float32)
+    lat = write_artefact(tmp_path / "lat.fits", ids, z, recon=recon)
     labels = tmp_path / "labels.csv"
     with open(labels, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "star_id", *LABEL_COLUMNS])
         w.writerows(rows)
-    return lat, str(labels), ids, np.array(z), np.array(y)
+    return lat, str(labels), ids, z, np.array(y)
 
 
 def test_weighted_stats_is_scikit_learns_distance_weighting():
@@ -113,10 +116,13 @@ def test_predict_flags_outliers_and_unencoded_rows(tmp_path):
     lat, labels, ids, z, y = planted(tmp_path)
     tags.fit([lat], labels, tmp_path / "tagger", seed=1, progress=False)
     extra = ["ivo://x/~?harps/data/s1d/far.fits", "ivo://x/~?harps/data/s1d/bad.fits",
-             "ivo://x/~?harps/data/s1d/junk.fits"]
-    z2 = np.vstack([z, [[40.0, 40.0, 0, 0], z[0], [np.nan] * 4]])
-    recon = np.r_[np.full(len(ids), 1e-3), 1e-3, 50.0, np.nan].astype(np.float32)
-    flags = np.r_[np.zeros(len(ids) + 2), 2].astype(np.int32)
+             "ivo://x/~?harps/data/s1d/odd.fits", "ivo://x/~?harps/data/s1d/junk.fits"]
+    low = [-0.5, 0.3, 0, 0]  # where the training spectra reconstruct to ~1e-3
+    z2 = np.vstack([z, [[40.0, 40.0, 0, 0], z[0], low, [np.nan] * 4]])
+    with fits.open(lat) as hdul:
+        recon = np.r_[hdul["LATENTS"].data["recon_err"], 1e-3, 50.0, 6e-3, np.nan]
+    assert 6e-3 < np.percentile(recon[:-4], 99)  # 'odd' passes the global threshold
+    flags = np.r_[np.zeros(len(ids) + 3), 2].astype(np.int32)
     new = write_artefact(tmp_path / "new.fits", ids + extra, z2, recon=recon, flags=flags)
     out = tmp_path / "tags.fits"
     assert tags.main(["predict", "--tagger", str(tmp_path / "tagger"), "--latents", new,
@@ -127,15 +133,17 @@ def test_predict_flags_outliers_and_unencoded_rows(tmp_path):
         assert h["LABELCAT"] == "labels.csv" and h["NMATCHED"] == 400
         assert h["MATCH"].startswith("file name") and h["MAETEFF"] > 0
         assert t.columns["teff"].unit == "K" and t.columns["ood"].format == "I"  # int16
-        assert list(t["ood_reason"][-3:]) == ["latent density", "reconstruction error",
-                                              "not encoded"]
-        assert (t["ood"][-3:] == 1).all() and np.isnan(t["teff"][-1])
-        assert t["ood_score"][-3] > 1 and t["ood_score"][-2] > 1
-        assert t["ood"][:-3].mean() < 0.05 and (t["ood_reason"][:-3][t["ood"][:-3] == 0]
-                                                == "").all()
+        assert list(t["ood_reason"][-4:]) == [
+            "latent density", "reconstruction error, reconstruction vs neighbours",
+            "reconstruction vs neighbours", "not encoded"]
+        assert (t["ood"][-4:] == 1).all() and np.isnan(t["teff"][-1])
+        assert (t["ood_score"][-4:-1] > 1).all() and np.isnan(t["ood_score"][-1])
+        typical = t[:-4]
+        assert typical["ood"].mean() < 0.05 and (typical["ood_reason"][typical["ood"] == 0]
+                                                 == "").all()
         # training spectra leave their own star out: no tag is simply its own label
-        assert np.mean(np.abs(t["teff"][:-3] - y[:, 0]) < 1e-3) < 0.2
-        assert np.all(t["teff_err"][:-3] > 0)
+        assert np.mean(np.abs(typical["teff"] - y[:, 0]) < 1e-3) < 0.2
+        assert np.all(typical["teff_err"] > 0)
     assert not list(tmp_path.glob("*.part*"))
 
 
