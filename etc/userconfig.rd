@@ -121,6 +121,22 @@ first and falls back to its built-in //userconfig.
             FROM harps.latents AS l JOIN harps.data AS d ON d.ssa_pubdid = l.ssa_pubdid
             ORDER BY dist
         </meta>
+        <meta name="_example" title="Spectra most like a given one, with a similar Teff">
+          Latent similarity and a physical cut together: the spectra nearest
+          to the real ADP of IC4651No9122 whose predicted Teff is within
+          100 K of its own (and not out of domain):
+
+          .. tapquery::
+
+            SELECT TOP 10 l.ssa_pubdid, d.ssa_targname, t.teff, t.teff_err,
+              gavo_latentdist(l.knn, '\exampleDID') AS dist
+            FROM harps.latents AS l
+              JOIN harps.data AS d ON d.ssa_pubdid = l.ssa_pubdid
+              JOIN harps.tags AS t ON t.ssa_pubdid = l.ssa_pubdid
+              JOIN harps.tags AS q ON q.ssa_pubdid = '\exampleDID'
+            WHERE t.ood = 0 AND ABS(t.teff - q.teff) &lt;= 100
+            ORDER BY dist
+        </meta>
       </events>
     </LOOP>
     <!-- the explicit-vector form needs one number per informative dimension
@@ -186,6 +202,31 @@ first and falls back to its built-in //userconfig.
         FROM harps.latents AS l JOIN harps.data AS d ON d.ssa_pubdid = l.ssa_pubdid
         WHERE l.z1 > 0 AND d.ssa_snr > 50
         ORDER BY z2 DESC
+    </meta>
+    <meta name="_example" title="G dwarfs with [M/H] above 0.2">
+      :taptable:`harps.tags` has Teff, logg, [M/H], v sin i and RV predicted
+      from each spectrum's latent vector, with uncertainties and an
+      out-of-domain flag (``ood = 1``: do not trust the numbers).  G dwarfs
+      whose [M/H] may be above 0.2 (within one sigma), most metal-rich first;
+      with a precise model, drop ``+ t.mh_err`` for a strict cut:
+
+      .. tapquery::
+
+        SELECT TOP 50 d.ssa_targname, d.ssa_snr, t.teff, t.teff_err, t.logg, t.mh, t.mh_err
+        FROM harps.tags AS t JOIN harps.data AS d ON d.ssa_pubdid = t.ssa_pubdid
+        WHERE t.ood = 0 AND t.teff BETWEEN 5300 AND 6000 AND t.logg > 4.0
+          AND t.mh + t.mh_err > 0.2
+        ORDER BY t.mh DESC
+    </meta>
+    <meta name="_example" title="How well retrieval works">
+      What "spectra like this one" achieves, measured for this model against
+      PCA and plain flux distance (:taptable:`harps.retrieval_metrics`):
+
+      .. tapquery::
+
+        SELECT dataset, metric, k, representation, fraction, n_queries
+        FROM harps.retrieval_metrics
+        ORDER BY dataset, metric, k, representation
     </meta>
     <meta name="_example" title="What the latent dimensions mean">
       Mutual information (nats) of every informative latent dimension with

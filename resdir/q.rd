@@ -609,6 +609,12 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     <make table="neighbours"/>
   </data>
 
+  <data id="create_tags" auto="False">
+    <!-- (re)creates the tag and retrieval tables (harps-latents tags) -->
+    <make table="tags"/>
+    <make table="retrieval_metrics"/>
+  </data>
+
   <data id="import_tags" auto="False" updating="True">
     <sources pattern="models/current/tags*.fits">
       <ignoreSources fromdb="select distinct artefact from \schema.tags"/>

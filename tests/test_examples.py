@@ -52,7 +52,8 @@ def test_examples_render_without_docutils_errors(examples_page):
 def test_examples_cover_the_main_use_cases(examples):
     queries = "\n".join(examples.values())
     for needle in ("harps.data", "ivoa.obscore", "CONTAINS(", "release_date",
-                   "gavo_latentdist(", "harps.neighbours", "recon_error", "harps.latent_mi"):
+                   "gavo_latentdist(", "harps.neighbours", "recon_error", "harps.latent_mi",
+                   "harps.tags", "harps.retrieval_metrics"):
         assert needle in queries, f"no /tap/examples query uses {needle}"
     vector_form = re.search(r"gavo_latentdist\([^,]+,\s*'[-+0-9.eE ]+'\)", queries)
     assert vector_form, "no /tap/examples query uses gavo_latentdist with an explicit vector"
@@ -66,7 +67,7 @@ def test_every_example_runs_and_returns_rows(service, examples):
 
 
 #: every service of harps/q with its examples page (VOSI examples, DALI genparams)
-SERVICES = ("ssa", "web", "sdl", "pv", "explore", "model")
+SERVICES = ("ssa", "web", "sdl", "pv", "explore", "model", "rec", "decode", "retrieve")
 
 
 def _service_examples(service, svc: str) -> list[str]:

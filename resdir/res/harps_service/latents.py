@@ -5,9 +5,11 @@
     harps-latents build --labels demo/labels.csv --out var/model --preset coarse --epochs 30
     harps-latents publish --checkpoint best.ckpt --latents L.fits --analysis DIR --train-data TEXT
     harps-latents update        # after an ingest: encode new public spectra, refresh neighbours
+    harps-latents tags --labels demo/labels.csv --out var/tags   # tags for the current model
 
 ``build`` trains (``harps-train``), encodes (``harps-encode``), analyses
-(``harps-analyse``) and publishes, all on the spectra of the service whose
+(``harps-analyse``), fits physical-parameter tags (``harps-tags``), measures
+retrieval quality (``harps-retrieval``) and publishes, all on the spectra of the service whose
 data are public (proprietary spectra enter the latent layer, and the
 training set of later models, once they are released).  ``publish`` puts a
 model into the resource directory (``models/<model id>/``: checkpoint,
@@ -39,6 +41,7 @@ import harps_site
 from harps_data import records
 from harps_data.records import AnalysisSummary, CheckpointInfo, ModelDescription
 from harps_service import modelcard
+from harps_service.tagrows import TAGGER_DIR
 from harps_site import INPUTS_DIR, RD_ID, current_model_dir, resdir_of, schema_of
 
 N_NEIGHBOURS = 10
@@ -50,7 +53,8 @@ class LatentsError(RuntimeError):
 
 
 def run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
-    res = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    # the tools' progress bars are UTF-8 whatever the locale
+    res = subprocess.run(cmd, capture_output=True, encoding="utf-8", errors="replace", **kw)
     if res.returncode != 0:
         raise LatentsError(f"{what} failed ({' '.join(cmd[:3])} ...):\n"
                            f"{res.stderr.strip()[-3000:] or res.stdout.strip()[-3000:]}")
@@ -197,8 +201,16 @@ def model_description(ckpt_path: Path, sha: str, model_id: str, summary: Analysi
 
 
 def publish(rd_id: str, ckpt: Path, artefacts: list[Path], analysis: Path,
-            train_data: str) -> str:
-    """Install a model and its latents as the current ones; returns the model id."""
+            train_data: str, tags: Path | None = None, retrieval: Path | None = None) -> str:
+    """Install a model and its latents as the current ones; returns the model id.
+
+    ``tags`` is a ``harps-tags fit`` directory holding ``tags.fits`` (from
+    ``harps-tags predict``), ``retrieval`` a ``harps-retrieval`` CSV; both
+    optional (the tables stay empty without them).
+
+    Long because it is the publication: copy every artefact, write the
+    description and the card, switch ``current``, import each table.
+    """
     from astropy.io import fits
     headers = [fits.getheader(a, "LATENTS") for a in artefacts]
     model_id, sha = headers[0]["MODELID"], headers[0]["CKPTSHA"]
@@ -219,9 +231,13 @@ def publish(rd_id: str, ckpt: Path, artefacts: list[Path], analysis: Path,
                     ["basis", "dim", "label", "mi_ksg", "mi_hist"])
     shutil.copyfile(analysis / "mi_heatmap.png", dest / "mi_heatmap.png")
     shutil.copyfile(analysis / "summary.json", dest / "analysis.json")
+    if tags is not None:
+        _copy_tagger(tags, dest, model_id)
+    if retrieval is not None:
+        shutil.copyfile(retrieval, dest / "retrieval_metrics.csv")
     model = model_description(dest / "model.ckpt", sha, model_id, summary, train_data)
     records.write(model, dest / "model.json")
-    (dest / "card.html").write_text(modelcard.render(model, rd_id))
+    (dest / "card.html").write_text(modelcard.render(model, rd_id, dest))
     _own(dest)
     current = dest.parent / "current"
     tmp = dest.parent / f".current-{os.getpid()}"
@@ -232,9 +248,23 @@ def publish(rd_id: str, ckpt: Path, artefacts: list[Path], analysis: Path,
     dachs("imp", rd_id, "create_latents")
     dachs("imp", rd_id, "import_latents")
     refresh_neighbours(rd_id)
-    for data_id in ("import_analysis", "import_mi", "import_models"):
+    for data_id in ("import_tags", "import_retrieval", "import_analysis", "import_mi",
+                    "import_models"):
         dachs("imp", rd_id, data_id)
     return model_id
+
+
+def _copy_tagger(tags: Path, dest: Path, model_id: str) -> None:
+    """The tagger (everything of ``harps-tags fit`` but the tags) and the tags artefact."""
+    from astropy.io import fits
+    artefact = tags / "tags.fits"
+    if fits.getheader(artefact, "TAGS")["MODELID"] != model_id:
+        raise LatentsError(f"{artefact} was made for another model than {model_id}")
+    (dest / TAGGER_DIR).mkdir(exist_ok=True)
+    for f in tags.iterdir():
+        if f.is_file() and f.name != "tags.fits":
+            shutil.copyfile(f, dest / TAGGER_DIR / f.name)
+    shutil.copyfile(artefact, dest / "tags-0000.fits")
 
 
 def update(rd_id: str) -> int:
@@ -256,7 +286,81 @@ def update(rd_id: str) -> int:
         dest.unlink()
         raise
     refresh_neighbours(rd_id)
+    if (current / TAGGER_DIR).is_dir():
+        tags = current / dest.name.replace("latents-", "tags-")
+        predict_tags(current / TAGGER_DIR, [dest], tags)
+        _own(tags)
+        dachs("imp", rd_id, "import_tags")
     return len(files)
+
+
+def predict_tags(tagger: Path, artefacts: list[Path], out: Path) -> Path:
+    """``harps-tags predict``: tags of the rows of latents artefacts."""
+    run([str(BIN / "harps-tags"), "predict", "--tagger", str(tagger), "--latents",
+         *map(str, artefacts), "--out", str(out)], "predicting tags")
+    return out
+
+
+def write_index(rd_id: str, path: Path) -> Path:
+    """``pubdid,path,object`` of the public spectra (for ``harps-retrieval``)."""
+    rows = query(f"SELECT ssa_pubdid, accref, ssa_targname FROM {schema_of(rd_id)}.data "
+                 "WHERE release_date <= now() ORDER BY accref")
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["pubdid", "path", "object"])
+        for did, accref, target in rows:
+            w.writerow([did, os.path.join(INPUTS_DIR, accref), target])
+    return path
+
+
+def tags_and_metrics(rd_id: str, out: Path, artefacts: list[Path], analysis: Path,
+                     labels: str, ckpt: Path, cache: Path | None = None) -> tuple[Path, Path]:
+    """Fit the tagger on the labelled spectra, tag every spectrum, measure retrieval.
+
+    ``analysis`` is a ``harps-analyse`` directory (its ``summary.json`` names
+    the informative dimensions), ``ckpt`` the model's checkpoint (recipe,
+    held-out stars); ``cache`` a training cache of the model's
+    preprocessed spectra, if there is one (else the files are read again).
+    """
+    tags = out / "tags"
+    latents = [str(a) for a in artefacts]
+    run([str(BIN / "harps-tags"), "fit", "--latents", *latents, "--labels", labels,
+         "--out", str(tags), "--seed", "1"], "fitting the tagger")
+    predict_tags(tags, artefacts, tags / "tags.fits")
+    metrics = out / "retrieval_metrics.csv"
+    run([str(BIN / "harps-retrieval"), "--latents", *latents, "--analysis", str(analysis),
+         "--index", str(write_index(rd_id, out / "index.csv")), "--labels", labels,
+         "--checkpoint", str(ckpt), *(["--cache", str(cache)] if cache and cache.is_dir() else []),
+         "--out", str(metrics), "--seed", "1"], "measuring retrieval quality")
+    return tags, metrics
+
+
+def retag(rd_id: str, out: Path, labels: str, cache: Path | None = None) -> str:
+    """Tags and retrieval metrics for the current model, without retraining it.
+
+    For a model published before tags existed, or after a new label
+    catalogue: fits the tagger on all current latents artefacts, replaces
+    the tags artefacts and both tables, and rewrites the model card.
+    """
+    current = current_model_dir(rd_id)
+    if not (current / "model.json").exists():
+        raise LatentsError("no model is published yet (harps-latents build)")
+    model = records.read(ModelDescription, current / "model.json")
+    out.mkdir(parents=True, exist_ok=True)
+    analysis = out / "analysis"
+    analysis.mkdir(exist_ok=True)
+    shutil.copyfile(current / "analysis.json", analysis / "summary.json")
+    tags, metrics = tags_and_metrics(rd_id, out, sorted(current.glob("latents*.fits")),
+                                     analysis, labels, current / "model.ckpt", cache)
+    for old in current.glob("tags*.fits"):
+        old.unlink()
+    _copy_tagger(tags, current.resolve(), model.model_id)
+    shutil.copyfile(metrics, current / "retrieval_metrics.csv")
+    (current / "card.html").write_text(modelcard.render(model, rd_id, current))
+    _own(current.resolve())
+    for data_id in ("create_tags", "import_tags", "import_retrieval"):
+        dachs("imp", rd_id, data_id)
+    return model.model_id
 
 
 def build(rd_id: str, out: Path, labels: str, train_args: list[str]) -> str:
@@ -283,7 +387,9 @@ def build(rd_id: str, out: Path, labels: str, train_args: list[str]) -> str:
                         "AND release_date <= now()")[0][0])
     train_data = (f"{len(files)} public spectra of {rd_id} ({n_synth} synthetic), "
                   f"file list SHA-256 in the checkpoint")
-    return publish(rd_id, ckpt, [artefact], analysis, train_data)
+    tags, metrics = tags_and_metrics(rd_id, out, [artefact], analysis, labels, ckpt,
+                                     out / "train" / "cache")
+    return publish(rd_id, ckpt, [artefact], analysis, train_data, tags, metrics)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,6 +407,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latents", nargs="+", required=True)
     p.add_argument("--analysis", required=True, help="harps-analyse output directory")
     p.add_argument("--train-data", required=True, help="one line on the training data")
+    p.add_argument("--tags", help="harps-tags fit directory with tags.fits (harps-tags "
+                   "predict) for these latents")
+    p.add_argument("--retrieval", help="harps-retrieval metrics CSV for this model")
+    t = sub.add_parser("tags", help="fit tags and measure retrieval for the current model "
+                       "(no retraining)")
+    t.add_argument("--out", required=True, help="working directory")
+    t.add_argument("--labels", required=True, help="label catalogue CSV")
+    t.add_argument("--cache", help="the model's training cache (build's OUT/train/cache), "
+                   "if kept: saves preprocessing the spectra again")
     sub.add_parser("update", help="encode public spectra that have no latents yet")
     sub.add_parser("neighbours", help="recompute the neighbour table")
     args, rest = ap.parse_known_args(argv)
@@ -313,9 +428,15 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 model_id = publish(args.rd, Path(args.checkpoint),
                                    [Path(a) for a in args.latents], Path(args.analysis),
-                                   args.train_data)
+                                   args.train_data,
+                                   Path(args.tags) if args.tags else None,
+                                   Path(args.retrieval) if args.retrieval else None)
             print(f"published {model_id}; restart DaCHS (etc/dachsctl restart) so that the "
                   "running server knows its z columns and TAP examples")
+        elif args.command == "tags":
+            model_id = retag(args.rd, Path(args.out), args.labels,
+                             Path(args.cache) if args.cache else None)
+            print(f"tags and retrieval metrics published for {model_id}")
         elif args.command == "update":
             print(f"encoded {update(args.rd)} new spectra")
         else:

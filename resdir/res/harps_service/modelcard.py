@@ -97,7 +97,8 @@ def _tags(model_dir: str | None, schema: str) -> str:
         cells = "".join(
             "<td>" + (f"{fig[k]:.0%}" if k == "within_1sigma" else f"{fig[k]:{lab.digits}}")
             + "</td>" if isinstance(fig.get(k), (int, float)) else "<td></td>" for k in keys)
-        rows.append(f"<tr><th>{escape(lab.what)} [{escape(lab.unit or 'dex')}]</th>{cells}</tr>")
+        what = lab.what.removesuffix(", dex")
+        rows.append(f"<tr><th>{escape(what)} [{escape(lab.unit or 'dex')}]</th>{cells}</tr>")
     other = {k: v for k, v in val.items() if k != "labels" and not isinstance(v, (dict, list))}
     notes = "; ".join(f"{escape(str(k))}: {escape(str(v))}" for k, v in other.items())
     return f"""<h2>Physical-parameter tags</h2>
@@ -138,7 +139,8 @@ precision is the fraction of the k nearest that are the same star; purity and
 completeness count neighbours within 100 K (Teff), 0.2 dex (logg) and 0.1 dex ([M/H]).
 <em>latent</em> is this model's informative subspace (what <code>gavo_latentdist</code>
 compares), <em>pca</em> a PCA of the same size, <em>flux</em> Euclidean distance on the
-normalised flux.</p>
+normalised flux, <em>ideal</em> the ceiling (every other spectrum of the star ranked first:
+a star with 3 spectra cannot reach precision 1 at k=5).</p>
 <table>{head}{''.join(body)}</table>"""
 
 
