@@ -480,6 +480,15 @@ def held_out_stars(stars: np.ndarray, *, checkpoint_path: str | None, val_fracti
     _, va = data.split_by_star(list(stars), val_fraction, seed)
     mask = np.zeros(len(stars), bool)
     mask[va] = True
+    names = sorted(set(map(str, stars)))
+    if (len(set(map(str, stars[mask]))) < MIN_VAL_STARS
+            and len(names) >= MIN_TRAIN_STARS + MIN_VAL_STARS):
+        # a star with many spectra took the whole fraction (small archives):
+        # hold out a fraction of the stars instead
+        np.random.default_rng(seed).shuffle(names)
+        held = set(names[:max(MIN_VAL_STARS, round(val_fraction * len(names)))])
+        return (np.array([str(s) in held for s in stars], bool),
+                f"{len(held)} stars drawn with seed {seed} (fraction {val_fraction} of the stars)")
     return mask, f"ml.data.split_by_star(val_fraction={val_fraction}, seed={seed})"
 
 

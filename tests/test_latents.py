@@ -221,6 +221,9 @@ def test_ingest_encodes_new_spectra_and_refreshes_neighbours(service, published)
     ids, _ = _vectors(service)
     n_neigh = service.tap_rows(f"SELECT COUNT(DISTINCT ssa_pubdid) AS n FROM {NAME}.neighbours")
     assert int(n_neigh[0]["n"]) == len(ids)
+    # the newly encoded spectra are tagged too (harps-tags predict with the published tagger)
+    n_tags = int(service.tap_rows(f"SELECT COUNT(*) AS n FROM {NAME}.tags")[0]["n"])
+    assert n_tags == after
 
 
 def test_latents_visible_with_sdm_join(service, published):
