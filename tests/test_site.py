@@ -60,4 +60,5 @@ def test_latent_columns_come_from_the_published_model(monkeypatch, tmp_path):
     assert list(rdcode.informative_items("scratch/q")) == [
         {"column": "z1", "dim": "3", "description": "dim 3"},
         {"column": "z2", "dim": "0", "description": "dim 0"}]
-    assert list(rdcode.latent_origin_items("scratch/q")) == [{"origin": "0 0", "nDims": "2"}]
+    assert list(rdcode.latent_origin_items("scratch/q")) == [
+        {"origin": "0 0", "nDims": "2", "originCommas": "0,0"}]
