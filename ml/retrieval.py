@@ -66,7 +66,8 @@ import numpy as np
 from harps_data import records
 from harps_data.records import AnalysisSummary
 from ml import data
-from ml.tags import TAGS, LatentRows, TagError, neighbours, read_latents
+from ml.tagger import neighbours
+from ml.tags import TAGS, LatentRows, TagError, read_latents
 
 K_VALUES = (1, 5, 10)
 LABEL_K = 10

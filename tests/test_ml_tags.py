@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from ml import data, tags
+from ml import data, tagger, tags
 
 LABEL_COLUMNS = ["teff_k", "logg_cgs", "mh_dex", "vsini_kms", "rv_kms"]
 
@@ -67,9 +67,9 @@ def test_weighted_stats_is_scikit_learns_distance_weighting():
     x, y, q = rng.normal(size=(200, 3)), rng.normal(size=200), rng.normal(size=(50, 3))
     q[0] = x[7]  # an exact match takes all the weight
     nn = NearestNeighbors().fit(x)
-    dist, idx = tags.neighbours(nn, np.array(["a"] * 200, object), q,
-                                np.array([tags.NO_STAR] * 50, object), 7, 0)
-    mean, std = tags.weighted_stats(dist, y[idx])
+    dist, idx = tagger.neighbours(nn, np.array(["a"] * 200, object), q,
+                                np.array([tagger.NO_STAR] * 50, object), 7, 0)
+    mean, std = tagger.weighted_stats(dist, y[idx])
     ref = KNeighborsRegressor(n_neighbors=7, weights="distance").fit(x, y).predict(q)
     assert np.allclose(mean, ref) and mean[0] == y[7] and std[0] == 0
     assert (std[1:] > 0).all()
@@ -80,13 +80,13 @@ def test_neighbours_leave_the_own_star_out():
     x = np.array([[0.0], [0.1], [0.2], [5.0], [5.1], [9.0]])
     stars = np.array(["a", "a", "a", "b", "b", "c"], object)
     nn = NearestNeighbors().fit(x)
-    dist, idx = tags.neighbours(nn, stars, np.array([[0.05]]), np.array(["a"], object), 2, 3)
+    dist, idx = tagger.neighbours(nn, stars, np.array([[0.05]]), np.array(["a"], object), 2, 3)
     assert idx.tolist() == [[3, 4]] and np.allclose(dist, [[4.95, 5.05]])
 
 
 def test_tags_recover_planted_labels_on_held_out_stars(tmp_path):
     lat, labels, *_ = planted(tmp_path)
-    rep = tags.fit([lat], labels, tmp_path / "tagger", seed=1, progress=False)
+    rep = tags.fit([lat], labels, tmp_path / "tagger", seed=1, method="knn", progress=False)
     assert rep["n_val_stars"] >= tags.MIN_VAL_STARS and rep["n_train_stars"] >= 50
     for name, m in rep["labels"].items():
         # a head that ignored the latents (mean, shuffled neighbours) stays near 1
@@ -103,18 +103,44 @@ def test_tags_recover_planted_labels_on_held_out_stars(tmp_path):
         .startswith("knn-")
 
 
+def test_boosted_rule_cross_fits_training_stars_and_is_chosen_by_cv(tmp_path):
+    lat, _, ids, z, y = planted(tmp_path, n_stars=120)
+    labels = tmp_path / "teff.csv"  # one label: 18 small boosted fits
+    labels.write_text("path,star_id,teff_k\n" + "".join(
+        f"2019/{i.rsplit('/', 1)[1]},{n // 2},{y[n, 0]}\n" for n, i in enumerate(ids)))
+    rep = tags.fit([lat], str(labels), tmp_path / "hgb", method="hgb", threads=1,
+                   progress=False)
+    m = rep["labels"]["teff"]
+    assert m["method"] == "hgb" and m["mae"] < 0.35 * m["baseline_mae"]
+    assert 0.4 <= m["within_1sigma"] <= 0.95 and rep["tagger"].startswith("hgb-")
+    t = tags.Tagger.load(tmp_path / "hgb")
+    assert len(t.boosted["teff"]["folds"]) == tagger.N_FOLDS
+    assert (tmp_path / "hgb" / "tagger.joblib").exists()
+    keys = [data.file_key(i) for i in ids[:40]]
+    crossfit = t.raw(t.heads["teff"], z[:40], t.query_stars(keys))[0]
+    insample = tagger.predict_boosted(t.boosted["teff"]["final"], z[:40])[0]
+    train = t.query_stars(keys) != tagger.NO_STAR
+    assert train.any() and not np.allclose(crossfit[train], insample[train])
+    h = t.heads["teff"]
+    assert h.cv_mae == h.cv_mae_hgb and np.isfinite(h.cv_mae_knn)
+    # a changed model file is refused, not unpickled
+    (tmp_path / "hgb" / "tagger.joblib").write_bytes(b"not the models")
+    with pytest.raises(tags.TagError, match="SHA-256"):
+        tags.Tagger.load(tmp_path / "hgb")
+
+
 def test_a_head_without_signal_does_not_beat_the_mean(tmp_path):
     """The threshold above is one a broken head fails: shuffled latents give MAE ~ baseline."""
     lat, labels, ids, z, _ = planted(tmp_path)
     shuffled = write_artefact(tmp_path / "shuf.fits", ids,
                               np.random.default_rng(9).permutation(z))
-    rep = tags.fit([shuffled], labels, tmp_path / "t2", seed=1, progress=False)
+    rep = tags.fit([shuffled], labels, tmp_path / "t2", seed=1, method="knn", progress=False)
     assert rep["labels"]["teff"]["mae"] > 0.7 * rep["labels"]["teff"]["baseline_mae"]
 
 
 def test_predict_flags_outliers_and_unencoded_rows(tmp_path):
     lat, labels, ids, z, y = planted(tmp_path)
-    tags.fit([lat], labels, tmp_path / "tagger", seed=1, progress=False)
+    tags.fit([lat], labels, tmp_path / "tagger", seed=1, method="knn", progress=False)
     extra = ["ivo://x/~?harps/data/s1d/far.fits", "ivo://x/~?harps/data/s1d/bad.fits",
              "ivo://x/~?harps/data/s1d/odd.fits", "ivo://x/~?harps/data/s1d/junk.fits"]
     low = [-0.5, 0.3, 0, 0]  # where the training spectra reconstruct to ~1e-3
@@ -174,8 +200,8 @@ def test_refusals_are_one_line_with_exit_status_2(tmp_path, capsys):
     err = _one_line_exit_2(capsys, ["fit", "--latents", lat, "--labels", str(few),
                                     "--out", str(tmp_path / "o")])
     assert "too few labelled stars" in err
-    assert tags.main(["fit", "--latents", lat, "--labels", labels, "--out",
-                      str(tmp_path / "t"), "--quiet", "--val-fraction", "0.3"]) == 0
+    assert tags.main(["fit", "--latents", lat, "--labels", labels, "--out", str(tmp_path / "t"),
+                      "--quiet", "--val-fraction", "0.3", "--method", "knn"]) == 0
     capsys.readouterr()
     alien = write_artefact(tmp_path / "alien.fits", ids, z, model_id="other-model")
     err = _one_line_exit_2(capsys, ["predict", "--tagger", str(tmp_path / "t"), "--latents",
