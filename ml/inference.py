@@ -118,6 +118,7 @@ class Predictor:
         self.device = torch.device(device)
         self.model.to(self.device)
         self.model_id = checkpoint.model_id(ckpt, sha256)
+        self._description: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> Predictor:
@@ -142,12 +143,19 @@ class Predictor:
         return self.recipe.grid.wave
 
     def describe(self) -> dict[str, Any]:
-        """What a client needs to know: id, checksum, latent size, grid, frame."""
-        g = self.recipe.grid
-        return {"model_id": self.model_id, "ckpt_sha256": self.sha256,
+        """What a client needs to know: id, checksum, latent size, grid, frame.
+
+        Made once per model (the model server sends it with every raw decode;
+        the grid's wavelength array has 312,501 values on the full grid).
+        """
+        if self._description is None:
+            g = self.recipe.grid
+            self._description = {
+                "model_id": self.model_id, "ckpt_sha256": self.sha256,
                 "preset": self.model.config.preset, "latent_dim": self.latent_dim,
                 "frame": self.recipe.frame, "grid_start": float(g.wave[0]),
                 "grid_step": float(g.step), "grid_npix": int(g.npix)}
+        return dict(self._description)
 
     def check_latent(self, z: np.ndarray) -> np.ndarray:
         """``z`` as a ``(B, D)`` float32 array, or ValueError saying what is wrong."""
