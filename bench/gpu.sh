@@ -169,26 +169,22 @@ PEAKS = {"H200": (67, 495, 989), "H100 SXM": (67, 495, 989), "H100 PCIe": (51, 3
          "RTX 4090": (82.6, 82.6, 165)}
 t = json.loads((work / "throughput.json").read_text())
 peak = next((v for k, v in PEAKS.items() if k.lower() in t["device"].lower()), None)
-def frac(rate, flops, i):
-    return None if not peak or not peak[i] else rate * flops / (peak[i] * 1e12)
+def fractions(rate, flops):
+    """Achieved FLOP rate as fractions of the FP32 and TF32 peaks (None: unknown GPU)."""
+    return {f"fraction_of_peak_{kind}": None if not peak or not peak[i]
+            else rate * flops / (peak[i] * 1e12) for i, kind in enumerate(("fp32", "tf32"))}
 enc = re.search(r"([\d.]+) spectra/s", (work / "encode.txt").read_text())
 summary = json.loads((Path(run) / "analysis" / "summary.json").read_text())
 tags = json.loads((Path(run) / "tags" / "validation.json").read_text())
 rep = {"device": t["device"], "gpus": ngpu, "preset": t["preset"], "peak_tflops": peak,
        "train": {"flops_per_spectrum": t["train_flops_per_spectrum"],
                  "spectra_per_s_per_gpu": t["train_spectra_per_s"],
-                 "fraction_of_peak_fp32": frac(t["train_spectra_per_s"],
-                                               t["train_flops_per_spectrum"], 0),
-                 "fraction_of_peak_tf32": frac(t["train_spectra_per_s"],
-                                               t["train_flops_per_spectrum"], 1),
+                 **fractions(t["train_spectra_per_s"], t["train_flops_per_spectrum"]),
                  "harps_train_steps": steps, "harps_train_s": t_train,
                  "harps_train_spectra_per_s": steps * batch * ngpu / t_train},
        "encode": {"flops_per_spectrum": t["encode_flops_per_spectrum"],
                   "spectra_per_s": t["encode_spectra_per_s"],
-                  "fraction_of_peak_fp32": frac(t["encode_spectra_per_s"],
-                                                t["encode_flops_per_spectrum"], 0),
-                  "fraction_of_peak_tf32": frac(t["encode_spectra_per_s"],
-                                                t["encode_flops_per_spectrum"], 1),
+                  **fractions(t["encode_spectra_per_s"], t["encode_flops_per_spectrum"]),
                   "harps_encode_spectra_per_s": float(enc.group(1)) if enc else None},
        "science": {"evaluation": summary["evaluation"], "n_informative": summary["n_informative"],
                    "best_mi_ksg": summary["best_mi_ksg"],
