@@ -464,22 +464,41 @@ def validated_spectrum(path: str | os.PathLike) -> Spectrum:
     spec = read_spectrum(path)
     meta, wave, flux = spec.meta, spec.wave, spec.flux
     p = meta.path
-    if not np.all(np.isfinite(wave)):
-        raise InvalidSpectrum(p, "WAVE holds non-finite values")
-    if np.any(np.diff(wave) <= 0):
-        raise InvalidSpectrum(p, "WAVE is not strictly increasing")
+    check_wavelengths(p, wave)
     if abs(wave[0] - meta.wave_min) > 1.0 or abs(wave[-1] - meta.wave_max) > 1.0:
         raise InvalidSpectrum(
             p, f"WAVE spans {wave[0]:.2f}-{wave[-1]:.2f} A but the header says "
             f"{meta.wave_min:.2f}-{meta.wave_max:.2f} A")
+    check_flux(p, wave, flux)
+    return spec
+
+
+def check_wavelengths(path: str, wave: np.ndarray, label: str = "WAVE") -> None:
+    """Refuse wavelengths that are not finite and strictly increasing (``label`` names them).
+
+    Raises
+    ------
+    InvalidSpectrum
+    """
+    if not np.all(np.isfinite(wave)):
+        raise InvalidSpectrum(path, f"{label} holds non-finite values")
+    if np.any(np.diff(wave) <= 0):
+        raise InvalidSpectrum(path, f"{label} is not strictly increasing")
+
+
+def check_flux(path: str, wave: np.ndarray, flux: np.ndarray) -> None:
+    """Refuse a flux with no valid pixel or more than ``MAX_BAD_FRACTION`` absurd ones.
+
+    Raises
+    ------
+    InvalidSpectrum
+    """
     bad = bad_pixel_mask(wave, flux)
-    signal = ~bad & (flux != 0)
-    if not signal.any():
-        raise InvalidSpectrum(p, "no valid flux: every pixel is zero or non-finite")
+    if not (~bad & (flux != 0)).any():
+        raise InvalidSpectrum(path, "no valid flux: every pixel is zero or non-finite")
     bad_fraction = float(bad.mean())
     if bad_fraction > MAX_BAD_FRACTION:
         raise InvalidSpectrum(
-            p, f"garbage data: {bad_fraction:.1%} of the pixels are non-finite or absurd "
+            path, f"garbage data: {bad_fraction:.1%} of the pixels are non-finite or absurd "
             f"(max |flux| {np.nanmax(np.abs(flux[np.isfinite(flux)])):.3g} adu); "
             f"at most {MAX_BAD_FRACTION:.0%} is tolerated")
-    return spec

@@ -110,7 +110,8 @@ def _read_generic(path: str, name: str) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def check_arrays(wave: np.ndarray, flux: np.ndarray, name: str) -> None:
-    """Ingest's data rules for a generic spectrum, plus overlap with the model range.
+    """Ingest's data rules (``fitsio.check_wavelengths``, ``fitsio.check_flux``) for a
+    generic spectrum, plus its size and overlap with the model range.
 
     Raises
     ------
@@ -120,23 +121,14 @@ def check_arrays(wave: np.ndarray, flux: np.ndarray, name: str) -> None:
         raise InvalidSpectrum(name, f"only {wave.size} samples")
     if wave.size > MAX_SAMPLES:
         raise InvalidSpectrum(name, f"{wave.size} samples; at most {MAX_SAMPLES} are accepted")
-    if not np.all(np.isfinite(wave)):
-        raise InvalidSpectrum(name, "wavelengths hold non-finite values")
-    if np.any(np.diff(wave) <= 0):
-        raise InvalidSpectrum(name, "wavelengths are not strictly increasing")
+    fitsio.check_wavelengths(name, wave, "the wavelength axis")
     lo, hi = max(wave[0], harps.MODEL_WAVE_MIN), min(wave[-1], harps.MODEL_WAVE_MAX)
     if hi - lo < MIN_OVERLAP_A:
         raise InvalidSpectrum(
             name, f"wavelengths {wave[0]:.1f}-{wave[-1]:.1f} A overlap the model range "
             f"{harps.MODEL_WAVE_MIN:.0f}-{harps.MODEL_WAVE_MAX:.0f} A by less than "
             f"{MIN_OVERLAP_A:.0f} A")
-    bad = fitsio.bad_pixel_mask(wave, flux)
-    if not (~bad & (flux != 0)).any():
-        raise InvalidSpectrum(name, "no valid flux: every pixel is zero or non-finite")
-    if bad.mean() > fitsio.MAX_BAD_FRACTION:
-        raise InvalidSpectrum(name, f"garbage data: {bad.mean():.1%} of the pixels are "
-                              f"non-finite or absurd; at most {fitsio.MAX_BAD_FRACTION:.0%} "
-                              "is tolerated")
+    fitsio.check_flux(name, wave, flux)
 
 
 def _generic_meta(name: str, obj: str, wave: np.ndarray) -> fitsio.SpectrumMeta:
