@@ -1038,7 +1038,12 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
         </inputKey>
         <inputKey name="SPECTRA" type="boolean" multiplicity="single"
           description="Also return each spectrum's normalised flux on the model
-          grid (default False)."/>
+          grid (default False).">
+          <preparse>
+            from harps_service.params import boolean_literal
+            return boolean_literal(input, "SPECTRA")
+          </preparse>
+        </inputKey>
       </inputTable>
       <outputTable>
         <param name="model_id" type="text" ucd="meta.id;meta.software"

@@ -197,6 +197,7 @@ def test_datalink_lists_the_reconstruction(service, encoded):
     ("retrieve/api", {"ID": "ivo://nowhere/~?x"}, "ID"),
     ("retrieve/api", {"K": "0", "ID": "x"}, "K"),
     ("retrieve/api", {"K": "abc", "ID": "x"}, "K"),
+    ("retrieve/api", {"SPECTRA": "maybe", "ID": "x"}, "SPECTRA"),
 ])
 def test_bad_parameters_get_a_400_naming_them(service, encoded, name, params, field):
     r = requests.get(_url(service, name, **params), timeout=60)

@@ -46,6 +46,29 @@ BAND_PREPARSE = "from harps_service.params import band_literal\nreturn band_lite
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
+def boolean_literal(literal: str | None, name: str) -> str | None:
+    """Check a boolean literal as DaCHS reads them (``base.literals``); pass it on.
+
+    The ``preparse`` of the retrieve service's SPECTRA: DaCHS 2.7 answered an
+    unknown word (``SPECTRA=maybe``) with a bare KeyError, i.e. HTTP 500.
+
+    Raises
+    ------
+    gavo.base.ValidationError
+        Naming the parameter and the accepted words.
+    """
+    from gavo import base
+    from gavo.base import literals
+    if literal is None or not str(literal).strip():
+        return literal
+    word = str(literal).strip().lower()
+    known = literals._trueLiterals | literals._falseLiterals
+    if word not in known:
+        raise base.ValidationError(
+            f"{printable_id(literal)[:40]!r} is not a boolean; use True or False", name)
+    return "True" if word in literals._trueLiterals else "False"
+
+
 def band_literal(literal: str | None) -> str | None:
     """Check a SODA BAND literal: two numbers in metres, lower <= upper, no NaN.
 
