@@ -9,6 +9,8 @@ Layout::
 
     OUT/2006/ADP.2014-09-16T11_04_45.123.fits     (--format adp|both)
     OUT/2006/HARPS.2006-07-05T03_52_40.071_s1d_A.fits  (--format s1d|both)
+    OUT/2006/ADP.2014-09-16T11_04_45.123.truth.npz (--truth: one per FITS file,
+                                                   see harps_synth.truth)
     OUT/labels.csv                                (see harps_synth.labels)
     OUT/synth_run.json                            (settings, counts, versions)
 """
@@ -27,7 +29,7 @@ from tqdm import tqdm
 
 import ml
 from harps_data import harps
-from harps_synth import labels, lines, products, spectrum
+from harps_synth import labels, lines, products, spectrum, truth
 from harps_synth.config import SynthConfig
 from harps_synth.observations import Observation, planner_for
 
@@ -40,6 +42,7 @@ class ArchiveSummary:
     ----------
     out_dir, labels_path : pathlib.Path
     n_spectra, n_files, n_bytes : int
+        FITS files only (``--truth`` sidecars are not counted).
     seconds : float
         Wall-clock time of the run.
     """
@@ -65,32 +68,43 @@ class _Maker:
         self.planner = planner_for(config)
         self.wave = harps.archive_grid(config.step)
 
-    def _write(self, o: Observation, name: str, data: bytes) -> str:
+    def _write(self, o: Observation, name: str, data: bytes,
+               sidecar: bytes | None = None) -> str:
+        """Write one FITS file (and its truth sidecar) atomically; return its relative path."""
         rel = os.path.join(o.date_obs[:4], name)
         path = os.path.join(self.out_dir, rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = path + ".part"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        if sidecar is not None:
+            _atomic(str(truth.truth_path(path)), sidecar)
+        _atomic(path, data)
         return rel
 
     def make(self, i: int) -> tuple[list[tuple], int]:
         """Plan, render and write spectrum ``i``; return its label rows and bytes written."""
         o = self.planner.plan(i)
         flux, err = spectrum.render(o, self.wave)
+        sidecar = (truth.truth_bytes(truth.truth_arrays(o, self.wave))
+                   if self.config.truth else None)
         rows, written = [], 0
         if self.config.fmt in ("adp", "both"):
             data = products.adp_bytes(o, self.wave, flux, err, self.config.err)
-            rel = self._write(o, products.adp_name(o), data)
+            rel = self._write(o, products.adp_name(o), data, sidecar)
             rows.append(labels.label_row(o, o.arcfile[:-5], rel, "ADP"))
             written += len(data)
         if self.config.fmt in ("s1d", "both"):
             data = products.s1d_bytes(o, self.wave, flux, err)
-            rel = self._write(o, products.s1d_name(o), data)
+            rel = self._write(o, products.s1d_name(o), data, sidecar)
             rows.append(labels.label_row(o, f"HARPS.{o.date_obs}_s1d_A", rel, "S1D"))
             written += len(data)
         return rows, written
+
+
+def _atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a ``.part`` file, so no reader sees half a file."""
+    tmp = path + ".part"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
 
 
 _MAKER: _Maker | None = None
@@ -158,7 +172,8 @@ def write_archive_config(out_dir: str | os.PathLike, config: SynthConfig, *,
 def write_archive(out_dir: str | os.PathLike, n_spectra: int = 100, *, seed: int = 1,
                   n_stars: int | None = None, step: float = harps.WAVE_STEP, fmt: str = "adp",
                   err: str = "nan", today=None, proprietary_fraction: float = 0.1,
-                  workers: int = 1, labels_path: str | os.PathLike | None = None,
+                  workers: int = 1, truth: bool = False,
+                  labels_path: str | os.PathLike | None = None,
                   progress: bool = False) -> ArchiveSummary:
     """Generate a labelled synthetic HARPS archive.
 
@@ -168,7 +183,7 @@ def write_archive(out_dir: str | os.PathLike, n_spectra: int = 100, *, seed: int
         Archive directory; files go to ``out_dir/<observation year>/``.
     n_spectra : int
         Number of observations.
-    seed, n_stars, step, fmt, err, today, proprietary_fraction, workers
+    seed, n_stars, step, fmt, err, today, proprietary_fraction, workers, truth
         See :class:`harps_synth.config.SynthConfig` (``today=None``: today's date).
     labels_path : str or path-like, optional
         Label CSV (default ``out_dir/labels.csv``).
@@ -187,5 +202,5 @@ def write_archive(out_dir: str | os.PathLike, n_spectra: int = 100, *, seed: int
     kwargs = {} if today is None else {"today": today}
     config = SynthConfig(n_spectra=n_spectra, seed=seed, n_stars=n_stars, step=step, fmt=fmt,
                          err=err, proprietary_fraction=proprietary_fraction, workers=workers,
-                         **kwargs)
+                         truth=truth, **kwargs)
     return write_archive_config(out_dir, config, labels_path=labels_path, progress=progress)

@@ -5,6 +5,7 @@ Examples::
     harps-synth --out /tmp/archive -n 1000 --seed 7
     harps-synth --out /tmp/bench -n 270000 --step 1.0 --workers 2 --today 2026-11-21
     harps-synth --out /tmp/both -n 50 --format both --err real
+    harps-synth --out /tmp/truth -n 200 --step 0.05 --truth
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", default=None, help="label CSV (default OUT/labels.csv)")
     p.add_argument("--workers", type=int, default=1,
                    help="worker processes; the output does not depend on it (1)")
+    p.add_argument("--truth", action="store_true",
+                   help="also write X.truth.npz next to each X.fits: wave, the noiseless "
+                        "telluric-free flux 'stellar' (adu) and the telluric 'transmission' "
+                        "(noiseless observed / stellar), berv, rv, airmass, pwv_mm, seed, "
+                        "index -- ground truth for stellar/telluric separation; the FITS "
+                        "files do not change")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -71,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         config = SynthConfig(
             n_spectra=args.n_spectra, seed=args.seed, n_stars=args.n_stars, step=args.step,
             fmt=args.fmt, err=args.err, today=args.today or dt.date.today(),
-            proprietary_fraction=args.proprietary_fraction, workers=args.workers)
+            proprietary_fraction=args.proprietary_fraction, workers=args.workers,
+            truth=args.truth)
         summary = write_archive_config(args.out, config, labels_path=args.labels,
                                        progress=not args.no_progress)
     except ConfigError as ex:

@@ -149,11 +149,16 @@ def _coarse_features(p: SpectrumParams, wave: np.ndarray, edges: np.ndarray) -> 
     return kernels.bin_average(rest * shift, trans, wave)
 
 
-def coarse_spectrum(p: SpectrumParams, wave: np.ndarray) -> np.ndarray:
+def coarse_spectrum(p: SpectrumParams, wave: np.ndarray, *,
+                    tellurics: bool = True) -> np.ndarray:
+    """Continuum-normalised spectrum on ``wave`` (shape ``(N,)``, Angstrom), shape ``(N,)``.
+
+    ``tellurics=False`` leaves the telluric transmission out.
+    """
     edges = kernels.bin_edges(wave)
     v_dopp = physics.photosphere(p.teff, p.logg, p.feh).v_dopp
     # blends: linear for isolated lines, saturating at the core depth D
     depth = physics.core_depth(wave / (1.0 + p.rv / harps.C_KMS), p.teff)
     forest = 1.0 - depth * -np.expm1(-_coarse_forest(p, edges, v_dopp) / depth)
     stellar = forest * _coarse_features(p, wave, edges)
-    return stellar * np.exp(-_coarse_telluric(p, edges))
+    return stellar * np.exp(-_coarse_telluric(p, edges)) if tellurics else stellar

@@ -18,6 +18,7 @@ FLAGS = {
     "n_spectra": "-n/--n-spectra", "seed": "--seed", "n_stars": "--n-stars",
     "step": "--step", "fmt": "--format", "err": "--err", "today": "--today",
     "proprietary_fraction": "--proprietary-fraction", "workers": "--workers",
+    "truth": "--truth",
 }
 FORMATS = ("adp", "s1d", "both")
 ERR_MODES = ("nan", "real")
@@ -79,6 +80,10 @@ class SynthConfig:
         Fraction of spectra observed within the year before ``today``.
     workers : int
         Worker processes (output does not depend on it).
+    truth : bool
+        Also write a ``.truth.npz`` sidecar per FITS file: the noiseless
+        stellar flux and the telluric transmission (:mod:`harps_synth.truth`).
+        The FITS files are the same either way.
     """
 
     n_spectra: int = 100
@@ -90,6 +95,7 @@ class SynthConfig:
     today: dt.date = dataclasses.field(default_factory=dt.date.today)
     proprietary_fraction: float = 0.1
     workers: int = 1
+    truth: bool = False  # ground-truth sidecars for stellar/telluric separation
 
     def __post_init__(self) -> None:
         self._check_counts()
@@ -108,6 +114,8 @@ class SynthConfig:
         if not isinstance(self.today, dt.date) or self.today < HARPS_START + dt.timedelta(800):
             raise ConfigError("today", f"must be a date after {HARPS_START + dt.timedelta(800)}"
                               f" (HARPS began on {HARPS_START}), got {self.today!r}")
+        if not isinstance(self.truth, bool):
+            raise ConfigError("truth", f"must be True or False, got {self.truth!r}")
         if not 0.0 <= self.proprietary_fraction <= 1.0:
             raise ConfigError("proprietary_fraction",
                               f"must be between 0 and 1, got {self.proprietary_fraction!r}")

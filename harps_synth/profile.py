@@ -75,7 +75,20 @@ def _deposits(grid: _LogGrid, p: SpectrumParams, v_dopp: float) -> np.ndarray:
     return rows
 
 
-def profile_spectrum(p: SpectrumParams, wave: np.ndarray) -> np.ndarray:
+def _transmission(deposit_ft: np.ndarray, f: np.ndarray, n: int) -> np.ndarray:
+    """Telluric transmission on the fine grid from the Fourier transform of its deposits."""
+    tell_ft = deposit_ft * kernels.voigt_ft(f, telluric.DOPPLER_KMS,
+                                            telluric.LORENTZ_KMS / telluric.DOPPLER_KMS)
+    return np.exp(-np.maximum(fft.irfft(tell_ft, n), 0.0))
+
+
+def profile_spectrum(p: SpectrumParams, wave: np.ndarray, *,
+                     tellurics: bool = True) -> np.ndarray:
+    """Continuum-normalised spectrum on ``wave`` (shape ``(N,)``, Angstrom), shape ``(N,)``.
+
+    ``tellurics=False`` leaves the telluric transmission out (everything
+    else, the instrument included, unchanged).
+    """
     grid = _log_grid(float(wave[0]), float(wave[-1]))
     n, f = len(grid.lam), grid.f
     v_dopp = physics.photosphere(p.teff, p.logg, p.feh).v_dopp
@@ -88,8 +101,6 @@ def profile_spectrum(p: SpectrumParams, wave: np.ndarray) -> np.ndarray:
     absorbed = physics.line_depth(tau, physics.core_depth(grid.lam, p.teff))
     moved = fft.rfft(absorbed) * kernels.rotation_ft(f, p.vsini) * kernels.shift_ft(f, p.rv)
     stellar = 1.0 - fft.irfft(moved, n)
-    tell_ft = spec[-1] * kernels.voigt_ft(f, telluric.DOPPLER_KMS,
-                                          telluric.LORENTZ_KMS / telluric.DOPPLER_KMS)
-    observed = stellar * np.exp(-np.maximum(fft.irfft(tell_ft, n), 0.0))
+    observed = stellar * _transmission(spec[-1], f, n) if tellurics else stellar
     smeared = 1.0 - fft.irfft(fft.rfft(1.0 - observed) * grid.instrument, n)
     return kernels.bin_average(grid.lam, smeared, wave)

@@ -42,14 +42,15 @@ from harps_synth.exposure import GAIN, READ_NOISE_NATIVE, SpectrumParams
 from harps_synth.profile import profile_spectrum
 
 __all__ = ["SpectrumParams", "gap_mask", "noise_scale", "normalized_spectrum", "render",
-           "response"]
+           "render_truth", "response"]
 
 #: Largest output step (Angstrom) rendered in profile mode.
 PROFILE_MAX_STEP = 0.2
 
 
-def normalized_spectrum(p: SpectrumParams, wave: np.ndarray) -> np.ndarray:
-    """Noiseless continuum-normalised spectrum, tellurics included.
+def normalized_spectrum(p: SpectrumParams, wave: np.ndarray, *,
+                        tellurics: bool = True) -> np.ndarray:
+    """Noiseless continuum-normalised spectrum, tellurics included unless switched off.
 
     Parameters
     ----------
@@ -57,6 +58,10 @@ def normalized_spectrum(p: SpectrumParams, wave: np.ndarray) -> np.ndarray:
     wave : numpy.ndarray
         Shape ``(N,)``, barycentric air wavelengths in Angstrom, increasing
         (normally ``harps_data.harps.archive_grid(step)``).
+    tellurics : bool
+        False leaves the telluric transmission out: the star as seen
+        through the instrument above the atmosphere's lines (the ground
+        truth of stellar/telluric separation, :func:`render_truth`).
 
     Returns
     -------
@@ -65,8 +70,8 @@ def normalized_spectrum(p: SpectrumParams, wave: np.ndarray) -> np.ndarray:
     """
     step = float(np.median(np.diff(wave))) if len(wave) > 1 else harps.WAVE_STEP
     if step <= PROFILE_MAX_STEP:
-        return profile_spectrum(p, wave)
-    return coarse_spectrum(p, wave)
+        return profile_spectrum(p, wave, tellurics=tellurics)
+    return coarse_spectrum(p, wave, tellurics=tellurics)
 
 
 def response(wave: np.ndarray, p: SpectrumParams) -> np.ndarray:
@@ -149,3 +154,40 @@ def render(obs, wave: np.ndarray, *, noise: bool = True) -> tuple[np.ndarray, np
     flux[gap] = 0.0
     err[gap] = np.nan
     return flux, err
+
+
+def render_truth(obs, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stellar flux and telluric transmission behind ``render(obs, wave, noise=False)``.
+
+    Parameters
+    ----------
+    obs : Observation
+        As for :func:`render`.
+    wave : numpy.ndarray
+        Shape ``(N,)``, barycentric air wavelengths in Angstrom (the grid
+        given to :func:`render`).
+
+    Returns
+    -------
+    stellar : numpy.ndarray
+        Shape ``(N,)``, float32, adu: the noiseless flux with the telluric
+        transmission switched off, on the same scale (response, exposure
+        level) as the observed flux; exact zeros in the CCD gap.
+    transmission : numpy.ndarray
+        Shape ``(N,)``, float32, dimensionless: noiseless observed flux
+        divided by ``stellar`` -- the telluric transmission as the
+        instrument records it (convolved and binned with the star), in the
+        barycentric frame of ``wave``; NaN in the CCD gap.
+    """
+    p = obs.params
+    gap = gap_mask(wave, p.berv)
+    observed = normalized_spectrum(p, wave)
+    star = normalized_spectrum(p, wave, tellurics=False)
+    shape = response(wave, p)
+    # the exposure level of render(): fixed by the observed (telluric) spectrum
+    electrons_per_unit = noise_scale((observed * shape)[~gap], obs.snr, READ_NOISE_NATIVE)
+    stellar = (star * shape * electrons_per_unit / GAIN).astype(np.float32)
+    transmission = (observed / star).astype(np.float32)
+    stellar[gap] = 0.0
+    transmission[gap] = np.nan
+    return stellar, transmission

@@ -38,6 +38,7 @@ from harps_synth import (
 from harps_synth.config import ConfigError
 from harps_synth.kernels import bin_average
 from harps_synth.spectrum import gap_mask
+from harps_synth.truth import read_truth, truth_path
 
 TODAY = dt.date(2026, 11, 21)
 MANDATORY_PRIMARY = (
@@ -440,6 +441,67 @@ def test_render_is_deterministic_and_grid_independent_in_time():
     assert all(np.array_equal(x, y, equal_nan=True) for x, y in zip(a, render(obs[1], wave),
                                                                     strict=True))
     assert not np.array_equal(a[0], render(obs[2], wave)[0])
+
+
+# --------------------------------------------------------------------------
+# Ground truth of stellar/telluric separation (--truth)
+# --------------------------------------------------------------------------
+
+TRUTH_ARGS = ["-n", "3", "--step", "0.1", "--format", "both", "--seed", "13",
+              "--today", TODAY.isoformat(), "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def truth_archive(tmp_path_factory) -> Path:
+    """Three observations as ADP and s1d on a 0.1 A grid (profile mode), with --truth."""
+    out = tmp_path_factory.mktemp("truth")
+    assert cli.main(["--out", str(out), "--truth"] + TRUTH_ARGS) == 0
+    return out
+
+
+def test_truth_sidecars_hold_stellar_flux_and_transmission(truth_archive):
+    obs = list(iter_observations(3, seed=13, today=TODAY))
+    wave = harps.archive_grid(0.1)
+    files = sorted(truth_archive.rglob("*.fits"))
+    assert len(files) == 6
+    assert sorted(truth_archive.rglob("*.npz")) == sorted(truth_path(f) for f in files)
+    for path in files:
+        truth = read_truth(path)
+        spec = fitsio.read_spectrum(path)
+        o = obs[truth["index"]]
+        assert truth["seed"] == 13 and truth["berv"] == o.berv and truth["rv"] == o.rv
+        assert (truth["airmass"], truth["pwv_mm"]) == (o.airmass, o.pwv)
+        stellar, trans = truth["stellar"], truth["transmission"]
+        assert stellar.dtype == trans.dtype == np.float32 and truth["wave"].dtype == np.float64
+        assert len(stellar) == len(trans) == len(spec.flux) and np.array_equal(truth["wave"], wave)
+        np.testing.assert_allclose(spec.wave, wave, rtol=0, atol=1e-6)  # s1d: CRVAL1 + i CDELT1
+        gap = gap_mask(wave, o.berv)
+        assert np.all(np.isnan(trans[gap])) and np.all(stellar[gap] == 0)
+        noiseless, _ = render(o, wave, noise=False)
+        np.testing.assert_allclose(stellar[~gap] * trans[~gap], noiseless[~gap], rtol=1e-4)
+        assert np.all((trans[~gap] > 0) & (trans[~gap] <= 1.0001))
+        assert trans[(wave > 6867) & (wave < 6900)].min() < 0.95  # O2 B band
+        assert trans[(wave > 4500) & (wave < 4600)].min() > 0.999  # no tellurics
+        # the file's noisy flux scatters about stellar x transmission
+        model = stellar * trans
+        bright = ~gap & (model > 0.2 * np.median(model[~gap]))
+        assert np.mean(spec.flux[bright] / model[bright]) == pytest.approx(1.0, abs=0.01)
+
+
+def test_truth_leaves_the_fits_files_unchanged(truth_archive, tmp_path):
+    assert cli.main(["--out", str(tmp_path)] + TRUTH_ARGS) == 0
+    plain = _tree(tmp_path)
+    assert plain and not any(p.name.endswith(".npz") for p in plain)
+    assert plain == {p: b for p, b in _tree(truth_archive).items() if not p.name.endswith(".npz")}
+    record = __import__("json").loads((truth_archive / "synth_run.json").read_text())
+    assert record["config"]["truth"] is True
+
+
+def test_truth_path_names_the_sidecar():
+    assert truth_path("2004/ADP.2004-01-02T03_04_05.678.fits") == Path(
+        "2004/ADP.2004-01-02T03_04_05.678.truth.npz")
+    with pytest.raises(ValueError, match="fits"):
+        truth_path("2004/labels.csv")
 
 
 # --------------------------------------------------------------------------
