@@ -37,7 +37,7 @@ from torch.utils.data import Dataset, Sampler
 from harps_data import fitsio
 from ml.preprocess import Recipe, preprocess_file
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: index.csv has the BERV of every spectrum
 #: Column names accepted in a labels CSV, in order of preference.
 LABEL_FILE_COLUMNS = ("file", "filename", "path", "local_path", "arcfile", "product_id")
 LABEL_STAR_COLUMNS = ("star_id", "star", "star_name", "object")
@@ -253,6 +253,7 @@ class CacheInfo:
     scales: np.ndarray  # (N,) float, adu
     file_list_sha256: str
     dtype: str
+    bervs: np.ndarray  # (N,) float, km/s (NaN: unknown, or a cache of version 1)
 
     @property
     def usable(self) -> np.ndarray:
@@ -270,7 +271,7 @@ def _preprocess_one(args):
     path, recipe, dtype = args
     out = preprocess_file(path, recipe)
     flux = np.clip(out.flux, -FLOAT16_MAX, FLOAT16_MAX) if dtype == "float16" else out.flux
-    return flux.astype(dtype), out.mask, out.flags, out.reason, out.scale, out.method
+    return flux.astype(dtype), out.mask, out.flags, out.reason, out.scale, out.method, out.berv
 
 
 def build_cache(paths: Sequence[Path], stars: Sequence[str], recipe: Recipe,
@@ -321,7 +322,7 @@ def _write_cache(tmp: Path, paths: Sequence[Path], stars: Sequence[str], recipe:
     from tqdm import tqdm
     with open(tmp / "index.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["row", "path", "star", "flags", "reason", "scale", "method"])
+        w.writerow(["row", "path", "star", "flags", "reason", "scale", "method", "berv"])
         if workers > 0:
             import multiprocessing as mp
             pool = mp.get_context("spawn").Pool(workers)
@@ -330,9 +331,10 @@ def _write_cache(tmp: Path, paths: Sequence[Path], stars: Sequence[str], recipe:
             pool, results = None, map(_preprocess_one, jobs)
         try:
             bar = tqdm(results, total=n, desc="preprocess", unit="spec", disable=not progress)
-            for i, (fx, mk, flags, reason, scale, method) in enumerate(bar):
+            for i, (fx, mk, flags, reason, scale, method, berv) in enumerate(bar):
                 flux[i], mask[i] = fx, mk
-                w.writerow([i, str(paths[i]), stars[i], flags, reason, repr(scale), method])
+                w.writerow([i, str(paths[i]), stars[i], flags, reason, repr(scale), method,
+                            repr(berv)])
         finally:
             if pool is not None:
                 pool.close()
@@ -353,7 +355,8 @@ def open_cache(directory: str | os.PathLike) -> CacheInfo:
     return CacheInfo(directory, meta["key"]["recipe"], meta["files"],
                      [r["star"] for r in rows], np.array([int(r["flags"]) for r in rows]),
                      np.array([float(r["scale"]) for r in rows]),
-                     meta["key"]["file_list_sha256"], meta["key"]["dtype"])
+                     meta["key"]["file_list_sha256"], meta["key"]["dtype"],
+                     np.array([float(r.get("berv", "nan")) for r in rows]))
 
 
 class CachedSpectra(Dataset):

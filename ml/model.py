@@ -36,6 +36,7 @@ from torch import nn
 
 from harps_data import harps
 from ml.preprocess import Grid
+from ml.telluric import TelluricAbsorption
 
 LATENT_MIN, LATENT_MAX = 2, 8192
 #: Log-variances are clamped to this range (keeps exp() finite early in training).
@@ -56,6 +57,8 @@ class ModelConfig:
     fc_hidden: tuple[int, ...] = (512,)  # widths of the fully connected layers before mu/logvar
     latent_dim: int = 128  # D, 2..8192
     negative_slope: float = 0.1  # of the LeakyReLU activations
+    # K observatory-frame telluric templates (ml.telluric); 0: a plain autoencoder
+    telluric: int = 0
 
     def __post_init__(self) -> None:
         if not (isinstance(self.latent_dim, int) and LATENT_MIN <= self.latent_dim <= LATENT_MAX):
@@ -65,6 +68,8 @@ class ModelConfig:
             raise ValueError(f"kernel_size must be even and >= 2, got {self.kernel_size}")
         if any(c < 1 for c in self.channels + self.fc_hidden):
             raise ValueError("channels and fc_hidden must be positive")
+        if not isinstance(self.telluric, int) or not 0 <= self.telluric <= 16:
+            raise ValueError(f"telluric must be an integer in 0..16, got {self.telluric!r}")
         self.grid  # noqa: B018 - validates the step
 
     @property
@@ -84,7 +89,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        """Inverse of :meth:`as_dict`."""
+        """Inverse of :meth:`as_dict` (fields added since a checkpoint was written keep
+        their defaults)."""
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     @classmethod
@@ -102,6 +108,11 @@ PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(preset="tiny", step=0.5, latent_dim=16, fc_hidden=(64,),
                         channels=(4, 8, 8, 16, 16, 32, 32, 32)),
     "fc2": ModelConfig(preset="fc2", step=1.0, latent_dim=2, channels=(), fc_hidden=(256, 64)),
+    # stellar / telluric separation on the 0.1 A grid (ml.telluric): a slim
+    # autoencoder for the star, 4 observatory-frame telluric templates
+    "telluric": ModelConfig(preset="telluric", step=0.1, latent_dim=16, fc_hidden=(128,),
+                            channels=(8, 8, 16, 16, 32, 32, 64, 64, 64, 64, 64, 64),
+                            telluric=4),
 }
 
 
@@ -144,6 +155,7 @@ class SpectrumVAE(nn.Module):
                                       for i, o in zip(widths[:-1], widths[1:], strict=True)))
         self.mu = nn.Linear(widths[-1], c.latent_dim)
         self.logvar = nn.Linear(widths[-1], c.latent_dim)
+        self.telluric = TelluricAbsorption(c.grid, c.telluric, widths[-1]) if c.telluric else None
         # decoder: (B, D) -> (B, n_flat) -> (B, C_last, L / 2**layers) -> (B, 1, L)
         back = (c.latent_dim,) + c.fc_hidden[::-1] + (n_flat,)
         dec_fc = []
@@ -157,6 +169,8 @@ class SpectrumVAE(nn.Module):
                           act() if k < len(c.channels) - 1 else nn.Identity())
             for k, (i, o) in enumerate(zip(c.channels[::-1], c_out, strict=True))))
         self.apply(self._init_weights)
+        if self.telluric is not None:  # amplitudes start at 1, independent of the input
+            self.telluric.reset_amplitudes()
 
     def _init_weights(self, module: nn.Module) -> None:
         """He (Kaiming) initialisation for the LeakyReLU slope, zero biases.
@@ -189,9 +203,39 @@ class SpectrumVAE(nn.Module):
         mu, logvar : torch.Tensor
             Shape ``(B, D)`` each: mean and natural-log variance of q(z | x).
         """
-        h = self.enc_conv(x.unsqueeze(1)).flatten(1)
-        h = self.enc_fc(h)
+        h = self._hidden(x)
         return self.mu(h), self.logvar(h).clamp(*LOGVAR_RANGE)
+
+    def _hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's last hidden layer, ``(B, H)``."""
+        return self.enc_fc(self.enc_conv(x.unsqueeze(1)).flatten(1))
+
+    def separate(self, x: torch.Tensor, berv_kms: torch.Tensor,
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Stellar and telluric parts of spectra (models with ``config.telluric`` > 0).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(B, L)`` normalised flux in the barycentric frame, 0 where masked.
+        berv_kms : torch.Tensor
+            ``(B,)`` barycentric Earth radial velocity of each spectrum, km/s.
+
+        Returns
+        -------
+        mu, logvar : torch.Tensor
+            ``(B, D)`` latent posterior.
+        amplitudes : torch.Tensor
+            ``(B, K)`` telluric template amplitudes.
+        transmission : torch.Tensor
+            ``(B, L)`` telluric transmission on the barycentric grid.
+        """
+        if self.telluric is None:
+            raise ValueError(f"model preset {self.config.preset!r} has no telluric component")
+        h = self._hidden(x)
+        amp = self.telluric.amplitudes(h)
+        return (self.mu(h), self.logvar(h).clamp(*LOGVAR_RANGE), amp,
+                self.telluric.transmission(amp, berv_kms))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Spectra for latent vectors.
@@ -212,13 +256,19 @@ class SpectrumVAE(nn.Module):
             h = self.dec_conv(h).squeeze(1)
         return h
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, berv_kms: torch.Tensor | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encode, draw z (training mode) or take z = mu (eval mode), decode.
+
+        With a telluric component the output is the decoded star times the
+        telluric transmission at each spectrum's BERV (:meth:`separate`).
 
         Parameters
         ----------
         x : torch.Tensor
             Shape ``(B, L)``.
+        berv_kms : torch.Tensor, optional
+            ``(B,)`` km/s; needed (only) by models with a telluric component.
 
         Returns
         -------
@@ -227,9 +277,16 @@ class SpectrumVAE(nn.Module):
         mu, logvar : torch.Tensor
             Shape ``(B, D)`` each.
         """
-        mu, logvar = self.encode(x)
+        if self.telluric is None:
+            mu, logvar = self.encode(x)
+            trans = None
+        else:
+            if berv_kms is None:
+                raise ValueError("a model with a telluric component needs the BERV")
+            mu, logvar, _, trans = self.separate(x, berv_kms)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
-        return self.decode(z), mu, logvar
+        x_hat = self.decode(z)
+        return (x_hat if trans is None else x_hat * trans), mu, logvar
 
     def loss(self, x: torch.Tensor, mask: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor,
              logvar: torch.Tensor, kl_weight: float) -> dict[str, torch.Tensor]:
@@ -257,6 +314,12 @@ class SpectrumVAE(nn.Module):
         recon = masked_mse(x, mask, x_hat).mean()
         kl = (-0.5 * (1.0 + logvar - mu**2 - logvar.exp()).sum(dim=1)).mean()
         return {"loss": recon + kl_weight * kl, "recon": recon, "kl": kl}
+
+    def telluric_penalty(self) -> torch.Tensor:
+        """L1 penalty of the telluric templates (0 without a telluric component), scalar."""
+        if self.telluric is None:
+            return torch.zeros(())
+        return self.telluric.sparsity()
 
 
 def describe(config: ModelConfig) -> str:

@@ -190,6 +190,10 @@ class Preprocessed:
         Empty for usable spectra, otherwise what is wrong.
     method : str
         Resampling used: ``"index"``, ``"linear"``, ``"bin"`` or ``""``.
+    berv : float
+        Barycentric Earth radial velocity of the exposure, km/s (header
+        ``ESO DRS BERV``; NaN when unknown): the telluric lines sit at
+        ``lambda_bary / (1 + berv / c)`` in the observatory frame.
     """
 
     flux: np.ndarray
@@ -198,6 +202,7 @@ class Preprocessed:
     flags: int
     reason: str = ""
     method: str = ""
+    berv: float = math.nan
 
 
 def to_frame(wave: np.ndarray, berv: float | None, frame: str) -> np.ndarray:
@@ -274,9 +279,10 @@ def resample(wave: np.ndarray, flux: np.ndarray, valid: np.ndarray,
 
 
 def _flagged(recipe: Recipe, flags: int, reason: str, scale: float = math.nan,
-             method: str = "") -> Preprocessed:
+             method: str = "", berv: float = math.nan) -> Preprocessed:
     n = recipe.grid.padded
-    return Preprocessed(np.zeros(n, np.float32), np.zeros(n, bool), scale, flags, reason, method)
+    return Preprocessed(np.zeros(n, np.float32), np.zeros(n, bool), scale, flags, reason, method,
+                        berv)
 
 
 def preprocess(spec: fitsio.Spectrum, recipe: Recipe) -> Preprocessed:
@@ -295,6 +301,7 @@ def preprocess(spec: fitsio.Spectrum, recipe: Recipe) -> Preprocessed:
         bad data.
     """
     wave, flux = spec.wave, spec.flux
+    berv = math.nan if spec.meta.berv is None else float(spec.meta.berv)
     if len(wave) < 2 or not np.all(np.isfinite(wave)) or np.any(np.diff(wave) <= 0):
         return _flagged(recipe, FLAG_INVALID, "wavelengths not finite and strictly increasing")
     flags, reasons = 0, []
@@ -321,12 +328,12 @@ def preprocess(spec: fitsio.Spectrum, recipe: Recipe) -> Preprocessed:
         flags |= FLAG_BAD_MEDIAN
         reasons.append(f"bad_median: median flux {scale:.4g} adu is not positive")
     if flags:
-        return _flagged(recipe, flags, "; ".join(reasons), scale, method)
+        return _flagged(recipe, flags, "; ".join(reasons), scale, method, berv)
     out = np.zeros(grid.padded, np.float32)
     out[:grid.npix] = np.where(ok, resampled / scale, 0.0)
     mask = np.zeros(grid.padded, bool)
     mask[:grid.npix] = ok
-    return Preprocessed(out, mask, scale, 0, "", method)
+    return Preprocessed(out, mask, scale, 0, "", method, berv)
 
 
 def preprocess_file(path: str | os.PathLike, recipe: Recipe) -> Preprocessed:

@@ -65,6 +65,11 @@ class TrainConfig:
     min_valid_fraction: float = 0.5  # preprocessing: flag spectra with fewer valid pixels
     frame: str = "barycentric"  # or "observatory" (BERV-corrected back to the telescope)
     cache_dtype: str = "float16"  # flux dtype in the preprocessing cache
+    # separation models (presets with a telluric component, ml.telluric) only:
+    velocity_whitening: float = 0.0  # km/s: each spectrum shifted by U(-v, v) per draw
+    telluric_l1: float = 0.0  # weight of the templates' L1 penalty (mean optical depth)
+    telluric_lr: float = 0.03  # Adam learning rate of the telluric templates
+    sampling: str = "star"  # "star": weight 1/(spectra of the star); "spectrum": uniform
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -76,6 +81,10 @@ class TrainConfig:
             raise ValueError("--lr must be > 0, --kl-max and --kl-ramp-steps >= 0")
         if self.frame not in FRAMES:
             raise ValueError(f"--frame must be one of {', '.join(FRAMES)}")
+        if not 0.0 <= self.velocity_whitening <= 200.0 or self.telluric_l1 < 0:
+            raise ValueError("--velocity-whitening must be in 0..200 km/s, --telluric-l1 >= 0")
+        if self.sampling not in ("star", "spectrum"):
+            raise ValueError("--sampling must be 'star' or 'spectrum'")
 
 
 def kl_weight(step: int, cfg: TrainConfig) -> float:
@@ -122,7 +131,9 @@ def prepare_data(inputs, labels, cache_dir: Path, recipe: Recipe, cfg: TrainConf
 def make_loaders(info: data.CacheInfo, train_rows, val_rows, cfg: TrainConfig, dist: Dist):
     """Weighted, DDP-consistent training loader and this process's share of validation."""
     stars = [info.stars[i] for i in train_rows]
-    sampler = data.WeightedStarSampler(data.star_weights(stars), len(train_rows),
+    weights = (data.star_weights(stars) if cfg.sampling == "star"
+               else np.full(len(stars), 1.0 / max(len(stars), 1)))
+    sampler = data.WeightedStarSampler(weights, len(train_rows),
                                        seed=cfg.seed, rank=dist.rank, world_size=dist.world)
     common = {"batch_size": cfg.batch_size, "num_workers": cfg.workers,
               "pin_memory": dist.device.type == "cuda",
@@ -134,14 +145,50 @@ def make_loaders(info: data.CacheInfo, train_rows, val_rows, cfg: TrainConfig, d
     return train, val, sampler
 
 
+class Batches:
+    """Turns loader batches into model inputs: BERV per spectrum, velocity whitening.
+
+    Parameters
+    ----------
+    model : SpectrumVAE
+    bervs : numpy.ndarray
+        ``(N,)`` BERV of every cache row, km/s (NaN taken as 0).
+    cfg : TrainConfig
+    device : torch.device
+    """
+
+    def __init__(self, model: SpectrumVAE, bervs: np.ndarray, cfg: TrainConfig,
+                 device: torch.device) -> None:
+        self.telluric = model.telluric is not None
+        self.bervs = torch.from_numpy(np.nan_to_num(np.asarray(bervs, np.float32)))
+        self.whitening = cfg.velocity_whitening
+        grid = model.config.grid
+        self.wave0, self.step, self.device = float(grid.wave[0]), float(grid.step), device
+
+    def __call__(self, x: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor,
+                 train: bool) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        """``(x, mask, model args)`` on the device; whitening only when ``train``."""
+        x, mask = x.to(self.device), mask.to(self.device)
+        if not self.telluric:
+            return x, mask, ()
+        berv = self.bervs[rows].to(self.device)
+        if train and self.whitening > 0:
+            from ml.telluric import shift_spectra
+            v = (torch.rand(len(x)) * 2.0 - 1.0).to(self.device) * self.whitening
+            x, mask = shift_spectra(x, mask, self.wave0, self.step, v)
+            berv = berv + v
+        return x, mask, (berv,)
+
+
 @torch.no_grad()
-def evaluate(model: SpectrumVAE, loader: DataLoader, dist: Dist) -> tuple[float, float]:
+def evaluate(model: SpectrumVAE, loader: DataLoader, dist: Dist,
+             batches: Batches) -> tuple[float, float]:
     """Mean masked MSE and KL (deterministic z = mu) over all processes' validation shares."""
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=dist.device)
-    for x, mask, _ in loader:
-        x, mask = x.to(dist.device), mask.to(dist.device)
-        x_hat, mu, logvar = model(x)
+    for x, mask, rows in loader:
+        x, mask, extra = batches(x, mask, rows, train=False)
+        x_hat, mu, logvar = model(x, *extra)
         out = model.loss(x, mask, x_hat, mu, logvar, 0.0)
         sums += torch.stack([out["recon"] * len(x), out["kl"] * len(x),
                              torch.tensor(float(len(x)), device=dist.device)]).double()
@@ -178,11 +225,14 @@ def _save(path: Path, dist: Dist, raw: SpectrumVAE, opt, st: _State, run: dict) 
     dist.barrier()
 
 
-def _step(model, raw: SpectrumVAE, opt, x, mask, beta: float, cfg: TrainConfig,
+def _step(model, raw: SpectrumVAE, opt, batch: tuple, beta: float, cfg: TrainConfig,
           dist: Dist) -> dict[str, float]:
     """One optimiser step; returns the batch losses averaged over processes."""
-    x_hat, mu, logvar = model(x)
+    x, mask, extra = batch
+    x_hat, mu, logvar = model(x, *extra)
     out = raw.loss(x, mask, x_hat, mu, logvar, beta)
+    if cfg.telluric_l1 > 0 and raw.telluric is not None:
+        out["loss"] = out["loss"] + cfg.telluric_l1 * raw.telluric_penalty()
     opt.zero_grad(set_to_none=True)
     out["loss"].backward()
     if cfg.grad_clip > 0:
@@ -196,7 +246,7 @@ def _step(model, raw: SpectrumVAE, opt, x, mask, beta: float, cfg: TrainConfig,
 
 
 def fit(raw: SpectrumVAE, opt, st: _State, loaders, cfg: TrainConfig, dist: Dist,
-        out: Path, run: dict, progress: bool) -> _State:
+        out: Path, run: dict, progress: bool, bervs: np.ndarray | None = None) -> _State:
     """Run optimiser steps until ``max_steps`` or ``epochs``, checkpointing as configured."""
     from tqdm import tqdm
     train, val, sampler = loaders
@@ -208,15 +258,15 @@ def fit(raw: SpectrumVAE, opt, st: _State, loaders, cfg: TrainConfig, dist: Dist
     total = cfg.max_steps or cfg.epochs * per_epoch
     bar = tqdm(total=total, initial=st.step, unit="step", desc="train",
                disable=not (progress and dist.main), dynamic_ncols=True)
+    batches = Batches(raw, bervs if bervs is not None else np.zeros(0), cfg, dist.device)
     raw.train()
     if st.step >= total:  # resumed with nothing left to do: still leave a checkpoint in out
         _save(out / "last.ckpt", dist, raw, opt, st, run)
     while st.step < total:
         sampler.set_epoch(st.epoch, skip=st.batch_in_epoch * cfg.batch_size)
-        for x, mask, _ in train:
+        for x, mask, rows in train:
             beta = kl_weight(st.step, cfg)
-            res = _step(model, raw, opt, x.to(dist.device), mask.to(dist.device), beta, cfg,
-                        dist)
+            res = _step(model, raw, opt, batches(x, mask, rows, train=True), beta, cfg, dist)
             st.step += 1
             st.batch_in_epoch += 1
             st.losses["train"].append([st.step, res["loss"], res["recon"], res["kl"], beta])
@@ -224,7 +274,7 @@ def fit(raw: SpectrumVAE, opt, st: _State, loaders, cfg: TrainConfig, dist: Dist
             bar.set_postfix(epoch=st.epoch, loss=f"{res['loss']:.4g}", kl=f"{res['kl']:.3g}")
             end_epoch = st.batch_in_epoch == per_epoch
             if end_epoch:
-                recon, kl = evaluate(raw, val, dist)
+                recon, kl = evaluate(raw, val, dist, batches)
                 st.losses["val"].append([st.step, recon, kl])
                 st.epoch, st.batch_in_epoch = st.epoch + 1, 0
                 if recon < st.best_val:
@@ -282,7 +332,7 @@ def train(inputs, out: str | os.PathLike, *, model_config: ModelConfig | None = 
         raise data.DataError(f"{resume}: checkpoint was trained on other files (file list "
                              "checksum differs); resume with the same inputs")
     raw = SpectrumVAE(model_config).to(dist.device)
-    opt = torch.optim.Adam(raw.parameters(), lr=config.lr)
+    opt = make_optimizer(raw, config)
     st = _State()
     if ckpt:
         st = _restore(ckpt, raw, opt, dist)
@@ -295,8 +345,22 @@ def train(inputs, out: str | os.PathLike, *, model_config: ModelConfig | None = 
            "train_config": dataclasses.asdict(config), "seeds": seeds, "data": desc,
            "world_size": dist.world}
     fit(raw, opt, st, make_loaders(info, tr, va, config, dist), config, dist, out, run,
-        progress)
+        progress, info.bervs)
     return out / "last.ckpt"
+
+
+def make_optimizer(raw: SpectrumVAE, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam; the telluric templates (if any) in a group of their own with ``telluric_lr``.
+
+    The templates start near zero behind a softplus, where ``lr`` would need
+    thousands of steps to grow a line; the amplitude head stays at ``lr``.
+    """
+    if raw.telluric is None:
+        return torch.optim.Adam(raw.parameters(), lr=cfg.lr)
+    tau = raw.telluric.raw_tau
+    rest = [p for p in raw.parameters() if p is not tau]
+    return torch.optim.Adam([{"params": rest}, {"params": [tau], "lr": cfg.telluric_lr}],
+                            lr=cfg.lr)
 
 
 def _resolve_configs(ckpt, model_config, config, extend: dict):
@@ -305,7 +369,9 @@ def _resolve_configs(ckpt, model_config, config, extend: dict):
     unknown = set(extend) - {"epochs", "max_steps"}
     if unknown:
         raise ValueError(f"--resume: only --epochs and --max-steps can change, not {unknown}")
-    saved = dataclasses.replace(TrainConfig(**ckpt["train_config"]), **extend)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    saved = dataclasses.replace(
+        TrainConfig(**{k: v for k, v in ckpt["train_config"].items() if k in known}), **extend)
     resumed = ModelConfig.from_dict(ckpt["model_config"])
     if model_config is not None and model_config != resumed:
         raise ValueError(f"--resume: the checkpoint's model ({resumed.preset}) differs from the "

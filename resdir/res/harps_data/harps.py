@@ -69,6 +69,15 @@ MODEL_PADDED = 2**18 + 2**16  # 327680
 #: CCD gap masked in the loss, with a margin for BERV shifts.
 MODEL_GAP = (5303.6, 5338.0)
 
+# --- Earth's atmosphere (topocentric air wavelengths, Angstrom) -------------
+#: Bluest wavelength where the separation model may put telluric absorption:
+#: at La Silla the H2O and O2 lines bluer than this are below 1 % deep.
+TELLURIC_WAVE_MIN = 5000.0
+#: The telluric bands in the HARPS range, (name, start, end): where the
+#: separation is validated and its per-spectrum quality is measured.
+TELLURIC_BANDS = (("H2O 5900", 5880.0, 6010.0), ("O2 gamma", 6276.0, 6330.0),
+                  ("H2O 6500", 6470.0, 6610.0), ("O2 B", 6867.0, 6913.0))
+
 # --- Archive policy -------------------------------------------------------
 #: Primary-header keyword (HIERARCH) marking files made by ``harps_synth``: they
 #: are not ESO products, so they get no ESO creator DID and are labelled as
