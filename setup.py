@@ -36,6 +36,7 @@ setup(
             "harps-model-server = ml.serve:main",
             "harps-tags = ml.tags:main",
             "harps-retrieval = ml.retrieval:main",
+            "harps-separate = ml.separate:main",
         ],
     },
 )

@@ -33,6 +33,11 @@ JSON (``/info``, errors) or ``np.savez`` archives (arrays):
 ``POST /reconstruct``
     JSON ``{"paths": [...]}``, archive files under DaCHS's inputs directory
     (``--archive-root``; at most :data:`MAX_FILES`) -> :meth:`ml.inference.Encoded.arrays`.
+``POST /separate``
+    JSON ``{"paths": [...]}`` as for ``/reconstruct``, with the separation
+    model that ``harps-latents separation`` put in ``models/separation``
+    (``--separation-dir``) -> :meth:`ml.separate.Separated.arrays`;
+    ``GET /separation-info`` describes that model.
 ``POST /encode-upload``
     The bytes of a user's FITS file (at most :data:`MAX_UPLOAD_BYTES`; header
     ``X-Filename`` names it in messages), read by
@@ -87,6 +92,9 @@ CACHE_FILES = 32
 LARGE_GRID = 50_000
 #: Seconds between checks of the published checkpoint.
 RELOAD_CHECK_S = 1.0
+#: The 503 message of ``/separate`` while no separation model is published.
+SEPARATION_MISSING = ("no stellar/telluric separation model is published (run harps-latents "
+                      "separation, or make demo)")
 
 
 class Refused(Exception):
@@ -104,10 +112,20 @@ def rss_mib() -> float:
 
 
 class ModelHolder:
-    """The published model, reloaded when ``models/current/model.ckpt`` changes."""
+    """The published model, reloaded when ``models/current/model.ckpt`` changes.
 
-    def __init__(self, model_dir: Path) -> None:
-        self.model_dir = model_dir
+    Parameters
+    ----------
+    model_dir : pathlib.Path
+        Where ``model.ckpt`` is published.
+    missing : str
+        The 503 message while none is there.
+    """
+
+    def __init__(self, model_dir: Path,
+                 missing: str = "no model is published yet (run harps-latents build, or "
+                 "make demo)") -> None:
+        self.model_dir, self.missing = model_dir, missing
         self.lock = threading.Lock()
         self.predictor: Predictor | None = None
         self.identity: tuple | None = None
@@ -130,8 +148,7 @@ class ModelHolder:
                 ident = self._stat()
                 if ident is None:
                     self.predictor, self.identity = None, None
-                    self.error = ("no model is published yet (run harps-latents build, or "
-                                  "make demo)")
+                    self.error = self.missing
                 elif ident != self.identity:
                     try:
                         self.predictor = Predictor.load(self.model_dir / "model.ckpt")
@@ -241,11 +258,15 @@ class Handler(BaseHTTPRequestHandler):
             routes = {("GET", "/info"): self.info, ("POST", "/decode"): self.decode,
                       ("GET", "/decode"): self.decode_raw,
                       ("POST", "/reconstruct"): self.reconstruct,
-                      ("POST", "/encode-upload"): self.encode_upload}
+                      ("POST", "/encode-upload"): self.encode_upload,
+                      ("GET", "/separation-info"): self.separation_info,
+                      ("POST", "/separate"): self.separate}
             route = routes.get((method, self.path.split("?")[0]))
             if route is None:
                 raise Refused(404, f"no route {method} {self.path}")
-            predictor = self.server.holder.get()
+            holder = (self.server.separation if route in (self.separate, self.separation_info)
+                      else self.server.holder)
+            predictor = holder.get()
             model_id = predictor.model_id
             route(predictor)
         except Refused as ex:
@@ -315,6 +336,12 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(flux.astype("<f4").tobytes())
 
     def reconstruct(self, predictor: Predictor) -> None:
+        paths = self._archive_paths()
+        self._arrays(self.server.compute(self.server.cache.encode, predictor, predictor, paths),
+                     predictor.model_id)
+
+    def _archive_paths(self) -> list[str]:
+        """``paths`` of the JSON body: archive files only, at most :data:`MAX_FILES`."""
         paths = self._json_body().get("paths")
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
             raise Refused(400, "give 'paths': a list of archive file paths")
@@ -324,8 +351,17 @@ class Handler(BaseHTTPRequestHandler):
         for p in paths:
             if not Path(p).resolve().is_relative_to(root):
                 raise Refused(400, "only archive files can be reconstructed")
-        self._arrays(self.server.compute(self.server.cache.encode, predictor, predictor, paths),
-                     predictor.model_id)
+        return paths
+
+    def separation_info(self, predictor: Predictor) -> None:
+        self._json(200, predictor.describe(), predictor.model_id)
+
+    def separate(self, predictor: Predictor) -> None:
+        """``POST /separate``: :meth:`ml.separate.Separated.arrays` of archive files."""
+        from ml.separate import separate_files
+        paths = self._archive_paths()
+        sep = self.server.compute(separate_files, predictor, predictor, paths)
+        self._arrays(sep.arrays(), predictor.model_id)
 
     def encode_upload(self, predictor: Predictor) -> None:
         name = os.path.basename(self.headers.get("X-Filename") or "upload.fits")[:120]
@@ -383,8 +419,11 @@ class ModelServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     def __init__(self, socket_path: str, holder: ModelHolder, verbose: bool = False,
                  max_uploads: int = MAX_CONCURRENT_UPLOADS,
-                 archive_root: str = harps_site.INPUTS_DIR, compute_threads: int = 2) -> None:
+                 archive_root: str = harps_site.INPUTS_DIR, compute_threads: int = 2,
+                 separation: ModelHolder | None = None) -> None:
         self.holder, self.verbose, self.max_uploads = holder, verbose, max_uploads
+        self.separation = separation or ModelHolder(
+            Path(os.devnull) / "none", "no separation model is published")
         self.archive_root = Path(archive_root).resolve()
         self.count, self.uploads = 0, 0
         # torch runs on a few long-lived threads of one intra-op thread each:
@@ -408,6 +447,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", default=str(harps_site.current_model_dir()),
                    help="directory of the published model (default: models/current of the "
                    "resource directory)")
+    p.add_argument("--separation-dir", default=str(harps_site.separation_model_dir()),
+                   help="directory of the published stellar/telluric separation model "
+                   "(default: models/separation of the resource directory)")
     p.add_argument("--threads", type=int, default=max(1, min(4, os.cpu_count() or 1)),
                    help="compute threads: requests computed at the same time (one torch "
                    "thread each)")
@@ -429,8 +471,9 @@ def main(argv: list[str] | None = None) -> int:
         holder.get()
     except Refused as ex:  # serve anyway: requests get 503 until a model is published
         print(f"harps-model-server: {ex.message}", file=sys.stderr)
+    separation = ModelHolder(Path(args.separation_dir), SEPARATION_MISSING)
     server = ModelServer(args.socket, holder, args.verbose, args.max_uploads,
-                         args.archive_root, args.threads)
+                         args.archive_root, args.threads, separation)
     print(f"harps-model-server: listening on {args.socket} (pid {os.getpid()}, "
           f"{rss_mib():.0f} MiB)", file=sys.stderr, flush=True)
     server.serve_forever()
