@@ -389,6 +389,106 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     <index columns="mh"/>
   </table>
 
+  <table id="separation" onDisk="True" adql="True" primary="ssa_pubdid">
+    <meta name="description">Stellar / telluric separation of every public
+      spectrum, one row per spectrum: how much telluric absorption the
+      separation model found and how well it explains it.  The separated
+      spectra themselves are DataLink products of each spectrum (stellar
+      spectrum with the tellurics divided out, telluric transmission, both
+      with a per-pixel confidence).  The model (harps-train --preset
+      telluric) multiplies the autoencoder's star, in the barycentric
+      frame, by transmission templates fixed in the observatory frame and
+      learned from this archive; its validation is on the model card.
+      Filter on sep_excess and sep_confident before trusting a product.</meta>
+    <column name="ssa_pubdid" type="text" required="True"
+      ucd="meta.ref.ivoid" tablehead="P. DID" verbLevel="1"
+      description="Publisher DID of the spectrum (harps.data.ssa_pubdid)."/>
+    <column name="model_id" type="text" required="True"
+      ucd="meta.id;meta.software" tablehead="Model" verbLevel="15"
+      description="The separation model that made this row."/>
+    <column name="tell_ew" type="real" unit="Angstrom"
+      ucd="spect.line.eqWidth;phys.absorption" tablehead="Tell. EW" verbLevel="1"
+      description="Equivalent width of all the telluric absorption the model
+        found in the spectrum (integral of 1 - transmission over the valid
+        pixels of the 0.1 Angstrom model grid): grows with airmass and water
+        vapour."/>
+    <column name="tell_max_depth" type="real" unit=""
+      ucd="phys.absorption;arith.ratio" tablehead="Max depth" verbLevel="1"
+      description="Largest telluric depth, 1 - transmission, on the model
+        grid (the O2 B band is nearly black: close to 1 when it is
+        covered)."/>
+    <column name="sep_excess" type="real" unit=""
+      ucd="stat.fit.residual;arith.ratio" tablehead="Excess" verbLevel="1"
+      description="RMS misfit of the model (star times transmission) in
+        pixels with telluric absorption (transmission below 0.95) over its
+        RMS misfit in telluric-free pixels redder than 5000 Angstrom: about
+        1 when the tellurics are explained as well as the star, larger when
+        telluric residuals are left.  NULL with fewer than 10 pixels of
+        either kind."/>
+    <column name="sep_confident" type="real" unit=""
+      ucd="stat.fit.goodness;arith.ratio" tablehead="Confident" verbLevel="1"
+      description="Fraction of the valid pixels in the telluric bands
+        (5880-6010, 6276-6330, 6470-6610 and 6867-6913 Angstrom) where the
+        products' confidence is at least 0.5."/>
+  </table>
+
+  <table id="stellar_instance" onDisk="False">
+    <meta name="description">A HARPS spectrum with the telluric absorption
+      divided out, in the IVOA Spectral Data Model, on the separation
+      model's wavelength grid (air, barycentric, 0.1 Angstrom): the
+      observed flux resampled onto the grid divided by the model's
+      telluric transmission, in adu; NaN where the model ignores a pixel
+      (CCD gap, bad pixels, outside the spectrum).  Use it where the
+      confidence column is high.</meta>
+    <mixin ssaTable="data"
+      spectralDescription="Air wavelength in the barycentric frame (separation model grid)"
+      fluxDescription="Stellar flux, observed divided by the telluric transmission (adu)"
+      >//ssap#sdm-instance</mixin>
+    <param name="model_id" type="text" ucd="meta.id;meta.software"
+      description="The separation model (harps.separation.model_id)."/>
+    <column name="confidence" type="real" unit=""
+      ucd="stat.weight" verbLevel="1"
+      description="0..1: how far the separation can be trusted at this
+        pixel; 0 where masked, low where the transmission is below 0.7,
+        where the photon S/N is below 20, or where the model does not
+        explain a telluric line (see the model card)."/>
+    <column name="stellar_model" type="double precision"
+      unit="adu" ucd="phot.flux.density;em.wl;meta.modelled"
+      description="The model's own telluric-free reconstruction of the star
+        (decoded from the spectrum's latent vector): smooth and only as
+        good as the model; the flux column keeps the data."/>
+    <column name="observed" type="double precision"
+      unit="adu" ucd="phot.flux.density;em.wl;obs"
+      description="Observed flux resampled onto the grid (NaN where masked)."/>
+  </table>
+
+  <table id="transmission_instance" onDisk="False">
+    <meta name="description">The telluric transmission of Earth's
+      atmosphere in one HARPS exposure, as the separation model found it,
+      in the IVOA Spectral Data Model: observed flux over stellar flux, on
+      the separation model's grid at the spectrum's barycentric air
+      wavelengths (the lines sit at fixed wavelengths in the observatory
+      frame, given in a column), dimensionless.</meta>
+    <mixin ssaTable="data"
+      spectralDescription="Air wavelength in the barycentric frame (separation model grid)"
+      fluxDescription="Telluric transmission, observed over stellar flux (dimensionless)"
+      fluxUCDOverride="phys.transmission"
+      >//ssap#sdm-instance</mixin>
+    <param name="model_id" type="text" ucd="meta.id;meta.software"
+      description="The separation model (harps.separation.model_id)."/>
+    <param name="berv" type="real" unit="km/s" ucd="spect.dopplerVeloc;pos.barycenter"
+      description="Barycentric Earth radial velocity of the exposure: the
+        observatory-frame wavelength is the spectral value / (1 + BERV/c)."/>
+    <column name="confidence" type="real" unit=""
+      ucd="stat.weight" verbLevel="1"
+      description="0..1: how far the separation can be trusted at this
+        pixel (as in the stellar product)."/>
+    <column name="wave_obs" type="double precision" unit="Angstrom"
+      ucd="em.wl;obs.atmos" verbLevel="1"
+      description="The same wavelength in the observatory (topocentric)
+        frame, where the telluric lines stay put from night to night."/>
+  </table>
+
   <table id="retrieval_metrics" onDisk="True" adql="True">
     <meta name="description">How well "spectra like this one" works,
       measured: for the model's latent space (the informative dimensions,
@@ -587,6 +687,49 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
   </data>
 
 
+  <data id="build_stellar" auto="False">
+    <embeddedGrammar>
+      <iterator>
+        <setup imports="harps_service.datalink"/>
+        <code>
+          yield from datalink.iter_reconstruction_rows(self.sourceToken)
+        </code>
+      </iterator>
+    </embeddedGrammar>
+    <make table="stellar_instance">
+      <parmaker>
+        <apply procDef="//ssap#feedSSAToSDM"/>
+      </parmaker>
+    </make>
+  </data>
+
+  <data id="build_transmission" auto="False">
+    <embeddedGrammar>
+      <iterator>
+        <setup imports="harps_service.datalink"/>
+        <code>
+          yield from datalink.iter_reconstruction_rows(self.sourceToken)
+        </code>
+      </iterator>
+    </embeddedGrammar>
+    <make table="transmission_instance">
+      <parmaker>
+        <apply procDef="//ssap#feedSSAToSDM"/>
+      </parmaker>
+    </make>
+  </data>
+
+  <data id="import_separation" auto="False">
+    <!-- every file of the published separation model, the table rebuilt -->
+    <sources pattern="models/separation/separation*.csv"/>
+    <csvGrammar/>
+    <make table="separation">
+      <rowmaker idmaps="*">
+        <ignoreOn><keyMissing key="ssa_pubdid"/></ignoreOn>
+      </rowmaker>
+    </make>
+  </data>
+
   <data id="create_latents" auto="False">
     <!-- (re)creates the empty latent tables when a new model is published -->
     <make table="latents"/>
@@ -778,6 +921,12 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
           yield from datalink.reconstruction_links(descriptor, rd)
         </code>
       </metaMaker>
+      <metaMaker semantics="#derivation">
+        <setup imports="harps_service.datalink"/>
+        <code>
+          yield from datalink.separation_links(descriptor, rd)
+        </code>
+      </metaMaker>
       <dataFormatter>
         <setup imports="harps_service.datalink"/>
         <code>
@@ -819,6 +968,132 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
       <dataFormatter>
         <code>
           return descriptor.data
+        </code>
+      </dataFormatter>
+    </datalinkCore>
+  </service>
+
+  <service id="stellar" allowed="dlget,dlmeta">
+    <meta name="title">HARPS Spectra with the Telluric Absorption Removed</meta>
+    <meta name="shortName">HARPS tell.-free</meta>
+    <meta name="description">The stellar spectrum of a HARPS exposure with
+      Earth's atmospheric absorption (O2 and H2O lines) divided out: the
+      observed flux on the separation model's 0.1 Angstrom grid
+      (barycentric air wavelengths) divided by the telluric transmission
+      the model found for that exposure, with a per-pixel confidence and
+      the model's own reconstruction of the star, as an SDM spectrum
+      (VOTable, FITS, CSV or TSV; BAND cutouts in metres).  The model
+      (harps.separation, the model card) is trained without labels on
+      this archive; its measured accuracy is on the model card.
+      Proprietary spectra need the credentials of a member of the owning
+      programme.</meta>
+    <LOOP>
+      <codeItems>
+        from harps_service import rdcode
+        yield from rdcode.example_items()
+      </codeItems>
+      <events>
+        <meta name="_example" title="A telluric-free spectrum">
+          The datalink document of a spectrum links its telluric-free
+          version with semantics ``#derivation``; directly, ``dlget?ID=``
+          with the publisher DID, e.g. :dl-id:`\exampleDID`, returns it as
+          an SDM VOTable, with ``BAND=6.27e-7 6.33e-7`` the O2 gamma band
+          only.
+        </meta>
+      </events>
+    </LOOP>
+    <datalinkCore>
+      <descriptorGenerator procDef="checked_sdm_genDesc"/>
+      <dataFunction procDef="embargo_gate"/>
+      <dataFunction>
+        <setup imports="harps_service.datalink"/>
+        <code>
+          datalink.separation_product(descriptor, rd, "stellar")
+        </code>
+      </dataFunction>
+      <metaMaker>
+        <setup imports="harps_service.datalink"/>
+        <code>
+          yield datalink.band_key(descriptor)
+        </code>
+      </metaMaker>
+      <dataFunction>
+        <setup imports="harps_service.datalink"/>
+        <code>
+          datalink.apply_band(descriptor, args)
+        </code>
+      </dataFunction>
+      <metaMaker>
+        <setup imports="harps_service.datalink"/>
+        <code>
+          yield datalink.format_key()
+        </code>
+      </metaMaker>
+      <dataFormatter>
+        <setup imports="harps_service.datalink"/>
+        <code>
+          return datalink.format_response(descriptor, args)
+        </code>
+      </dataFormatter>
+    </datalinkCore>
+  </service>
+
+  <service id="telluric" allowed="dlget,dlmeta">
+    <meta name="title">Telluric Transmission of HARPS Exposures</meta>
+    <meta name="shortName">HARPS telluric</meta>
+    <meta name="description">The transmission of Earth's atmosphere (O2
+      and H2O absorption) in a HARPS exposure, observed over stellar flux,
+      as the separation model found it: on the model's 0.1 Angstrom grid at
+      the spectrum's barycentric air wavelengths, with the observatory-frame
+      wavelength (where the lines stay put) and a per-pixel confidence, as
+      an SDM spectrum (VOTable, FITS, CSV or TSV; BAND cutouts in metres).
+      Its measured accuracy is on the model card.  Proprietary spectra need
+      the credentials of a member of the owning programme.</meta>
+    <LOOP>
+      <codeItems>
+        from harps_service import rdcode
+        yield from rdcode.example_items()
+      </codeItems>
+      <events>
+        <meta name="_example" title="The telluric transmission of an exposure">
+          The datalink document of a spectrum links the transmission with
+          semantics ``#derivation``; directly, ``dlget?ID=`` with the
+          publisher DID, e.g. :dl-id:`\exampleDID`, returns it as an SDM
+          VOTable, with ``BAND=6.86e-7 6.92e-7`` the O2 B band only.
+        </meta>
+      </events>
+    </LOOP>
+    <datalinkCore>
+      <descriptorGenerator procDef="checked_sdm_genDesc"/>
+      <dataFunction procDef="embargo_gate"/>
+      <dataFunction>
+        <setup imports="harps_service.datalink"/>
+        <code>
+          datalink.separation_product(descriptor, rd, "transmission")
+        </code>
+      </dataFunction>
+      <metaMaker>
+        <setup imports="harps_service.datalink"/>
+        <code>
+          yield datalink.band_key(descriptor)
+        </code>
+      </metaMaker>
+      <dataFunction>
+        <setup imports="harps_service.datalink"/>
+        <code>
+          datalink.apply_band(descriptor, args)
+        </code>
+      </dataFunction>
+      <metaMaker>
+        <setup imports="harps_service.datalink"/>
+        <code>
+          yield datalink.format_key()
+        </code>
+      </metaMaker>
+      <dataFormatter>
+        <setup imports="harps_service.datalink"/>
+        <code>
+          return datalink.format_response(descriptor, args)
         </code>
       </dataFormatter>
     </datalinkCore>

@@ -79,6 +79,9 @@ def _data_urls(service, accref: str, did: str) -> dict[str, str]:
         "product preview": f"{service.url}/getproduct/{accref}?preview=True",
         "tar of products": f"{service.url}/getproduct/{q(accref)}?tar=True",
         "model reconstruction": f"{service.url}/{harps_site.RD_ID}/rec/dlget?ID={q(did)}",
+        "telluric-free spectrum": f"{service.url}/{harps_site.RD_ID}/stellar/dlget?ID={q(did)}",
+        "telluric transmission": f"{service.url}/{harps_site.RD_ID}/telluric/dlget?ID={q(did)}"
+                                 "&BAND=6.8e-7%206.9e-7",
     }
 
 

@@ -77,6 +77,11 @@ def current_model_dir(rd_id: str = RD_ID) -> Path:
     return resdir_of(rd_id) / "models" / "current"
 
 
+def separation_model_dir(rd_id: str = RD_ID) -> Path:
+    """Where ``harps-latents separation`` puts the stellar/telluric separation model."""
+    return resdir_of(rd_id) / "models" / "separation"
+
+
 def bin_dir() -> Path:
     """The resource's ``bin/``: DaCHS's command with our ADQL functions registered.
 

@@ -32,6 +32,8 @@ from urllib.parse import quote
 import numpy as np
 from gavo import base
 
+import harps_site
+from harps_data import harps
 from harps_service import access, spectra
 
 #: FORMAT values of ``sdl/dlget``: media type -> what it is.
@@ -233,3 +235,92 @@ def reconstruction_links(descriptor: Any, rd: Any) -> Iterator[Any]:
         description=f"What the learned model {model_id} makes of this spectrum: observed "
         "flux on the model grid, reconstruction from the latent vector, residual (the "
         "anomaly score harps.latents.recon_error is its mean square)")
+
+
+def _grid_wave(d: Mapping[str, Any]) -> np.ndarray:
+    """Wavelengths (Angstrom) of a model grid described by ``grid_start/step/npix``."""
+    return d["grid_start"] + d["grid_step"] * np.arange(int(d["grid_npix"]))
+
+
+def separation_product(descriptor: Any, rd: Any, kind: str) -> None:
+    """Data function of ``stellar`` and ``telluric`` after the gate: one separation product.
+
+    The model server splits the archive file with the published separation
+    model (:mod:`ml.separate`).  ``kind`` ``"stellar"``: the observed flux
+    divided by the transmission (table ``stellar_instance``, adu, with the
+    confidence, the model's stellar reconstruction and the observed flux);
+    ``"transmission"``: the transmission (``transmission_instance``,
+    dimensionless, with the confidence and the observatory-frame
+    wavelength).  NaN where the model ignores a pixel; the model id is a
+    param and in the title.
+
+    Raises
+    ------
+    gavo.base.ValidationError
+        The spectrum cannot be separated (the reason is given).
+    """
+    from gavo.protocols import sdm
+
+    from harps_service import modelclient
+    sep, model_id = modelclient.separate([spectra.spectrum_path(descriptor.ssaRow)])
+    if sep["flags"][0]:
+        raise base.ValidationError(f"{descriptor.pubDID} cannot be separated: "
+                                   f"{sep['reason'][0]}", "ID")
+    wave = _grid_wave(modelclient.separation_info())
+    scale, berv = float(sep["scale"][0]), float(sep["berv"][0])
+    row = dict(descriptor.ssaRow)
+    what = ("Telluric-free spectrum" if kind == "stellar" else "Telluric transmission")
+    row.update(ssa_dstitle=f"{what} (model {model_id}) of {row.get('ssa_dstitle')}",
+               ssa_length=len(wave), ssa_specstart=wave[0] * 1e-10,
+               ssa_specend=wave[-1] * 1e-10, ssa_creationtype="archival")
+    conf = sep["confidence"][0]
+    if kind == "stellar":
+        _PENDING.columns = {"spectral": wave, "flux": sep["stellar"][0] * scale,
+                            "confidence": conf,
+                            "stellar_model": sep["stellar_model"][0] * scale,
+                            "observed": np.where(sep["mask"][0], sep["x"][0], np.nan) * scale}
+        builder = "build_stellar"
+    else:
+        _PENDING.columns = {"spectral": wave, "flux": sep["transmission"][0],
+                            "confidence": conf,
+                            "wave_obs": wave / (1.0 + berv / harps.C_KMS)}
+        builder = "build_transmission"
+    try:
+        descriptor.data = sdm.makeSDMDataForSSARow(row, rd.getById(builder))
+    finally:
+        _PENDING.columns = None
+    table = descriptor.data.getPrimaryTable()
+    table.setParam("model_id", model_id)
+    if kind != "stellar":
+        table.setParam("berv", berv)
+        # the SDM mixin copies the archive's flux unit (adu); a transmission has none
+        table.tableDef.getColumnByName("flux").unit = ""
+
+
+def separation_model_id() -> str | None:
+    """Id of the published separation model (``models/separation/model.json``), or None."""
+    import json
+    try:
+        with open(harps_site.separation_model_dir() / "model.json") as f:
+            return json.load(f)["model_id"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def separation_links(descriptor: Any, rd: Any) -> Iterator[Any]:
+    """Metadata maker (``#derivation``): the telluric-free spectrum and the transmission."""
+    model_id = separation_model_id()
+    if model_id is None:
+        return
+    did = quote(descriptor.pubDID)
+    yield descriptor.makeLink(
+        f"{rd.getById('stellar').getURL('dlget')}?ID={did}",
+        semantics="#derivation", contentType="application/x-votable+xml",
+        description=f"Telluric-free stellar spectrum (separation model {model_id}): observed "
+        "flux divided by the telluric transmission, 0.1 A grid, with per-pixel confidence")
+    yield descriptor.makeLink(
+        f"{rd.getById('telluric').getURL('dlget')}?ID={did}",
+        semantics="#derivation", contentType="application/x-votable+xml",
+        description=f"Telluric transmission of this exposure (separation model {model_id}): "
+        "observed over stellar flux, 0.1 A grid, with per-pixel confidence and the "
+        "observatory-frame wavelength")

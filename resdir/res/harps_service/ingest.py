@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from harps_data import fitsio
 from harps_service import archive, manifest
 from harps_service.archive import fault_point
-from harps_site import INPUTS_DIR, RD_ID, schema_of
+from harps_site import INPUTS_DIR, RD_ID, current_model_dir, schema_of
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -278,18 +278,24 @@ def _print_counts(plan: Plan, out, note: str = "") -> None:
 
 
 def _update_latents(rd_id: str, out) -> int:
-    """Give newly public spectra their latents and refresh the neighbours."""
-    from harps_service import latents
-    if not os.path.exists(os.path.join(INPUTS_DIR, schema_of(rd_id), "models", "current",
-                                       "model.json")):
-        return 0
+    """Give newly public spectra their latents (neighbours refreshed) and separation."""
+    from harps_service import latents, separation
+    status = 0
+    if (current_model_dir(rd_id) / "model.json").exists():
+        try:
+            n = latents.update(rd_id)
+            print(f"latents: {n} newly public spectra encoded, neighbours refreshed", file=out)
+        except latents.LatentsError as ex:
+            print(f"LATENTS NOT UPDATED (the spectra are published): {ex}", file=out)
+            status = 2
     try:
-        n = latents.update(rd_id)
+        n = separation.update(rd_id)
+        if n:
+            print(f"separation: {n} newly public spectra separated", file=out)
     except latents.LatentsError as ex:
-        print(f"LATENTS NOT UPDATED (the spectra are published): {ex}", file=out)
-        return 2
-    print(f"latents: {n} newly public spectra encoded, neighbours refreshed", file=out)
-    return 0
+        print(f"SEPARATION NOT UPDATED (the spectra are published): {ex}", file=out)
+        status = 2
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,6 +6,7 @@
     harps-latents publish --checkpoint best.ckpt --latents L.fits --analysis DIR --train-data TEXT
     harps-latents update        # after an ingest: encode new public spectra, refresh neighbours
     harps-latents tags --labels demo/labels.csv --out var/tags   # tags for the current model
+    harps-latents separation --checkpoint ml/checkpoints/separation.ckpt  # telluric products
 
 ``build`` trains (``harps-train``), encodes (``harps-encode``), analyses
 (``harps-analyse``), fits physical-parameter tags (``harps-tags``), measures
@@ -30,60 +31,29 @@ import datetime
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-import harps_site
 from harps_data import records
 from harps_data.records import AnalysisSummary, CheckpointInfo, ModelDescription
-from harps_service import modelcard
+from harps_service import modelcard, separation
+from harps_service.mlsteps import (
+    BIN,
+    LatentsError,
+    dachs,
+    did_prefix,
+    own,
+    public_files,
+    query,
+    run,
+)
 from harps_service.tagrows import TAGGER_DIR
 from harps_site import INPUTS_DIR, RD_ID, current_model_dir, resdir_of, schema_of
 
 N_NEIGHBOURS = 10
-BIN = Path(sys.executable).parent
-
-
-class LatentsError(RuntimeError):
-    """A failed step, saying which."""
-
-
-def run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
-    # the tools' progress bars are UTF-8 whatever the locale
-    res = subprocess.run(cmd, capture_output=True, encoding="utf-8", errors="replace", **kw)
-    if res.returncode != 0:
-        raise LatentsError(f"{what} failed ({' '.join(cmd[:3])} ...):\n"
-                           f"{res.stderr.strip()[-3000:] or res.stdout.strip()[-3000:]}")
-    return res
-
-
-def dachs(*args: str) -> None:
-    run(harps_site.dachs_command(*args), f"dachs {' '.join(args)}")
-
-
-def query(sql: str, args: dict | None = None) -> list[tuple]:
-    from gavo import base
-    with base.getTableConn() as conn:
-        return list(conn.query(sql, args or {}))
-
-
-def public_files(rd_id: str, *, missing_latents: bool = False) -> list[str]:
-    """Archive files of spectra whose data are public (optionally: without latents)."""
-    schema = schema_of(rd_id)
-    sql = f"SELECT accref FROM {schema}.data WHERE release_date <= now()"
-    if missing_latents:
-        sql += (f" AND NOT EXISTS (SELECT 1 FROM {schema}.latents l "
-                f"WHERE l.ssa_pubdid = {schema}.data.ssa_pubdid)")
-    return [os.path.join(INPUTS_DIR, a) for (a,) in query(sql + " ORDER BY accref")]
-
-
-def did_prefix() -> str:
-    from gavo import base
-    return f"ivo://{base.getConfig('ivoa', 'authority')}/~?"
 
 
 def encode(ckpt: str, files: list[str], out_dir: Path) -> Path:
@@ -164,7 +134,7 @@ def refresh_neighbours(rd_id: str) -> int:
         return 0
     idx, dist = nearest(vecs)
     write_neighbours(current / "neighbours.fits", ids, idx, dist, model.model_id)
-    _own(current / "neighbours.fits")
+    own(current / "neighbours.fits")
     dachs("imp", rd_id, "import_neighbours")
     return len(ids)
 
@@ -172,10 +142,6 @@ def refresh_neighbours(rd_id: str) -> int:
 # ---------------------------------------------------------------------------
 # Publishing
 # ---------------------------------------------------------------------------
-
-def _own(path: Path) -> None:
-    harps_site.chown_to_dachs(*([path, *path.rglob("*")] if path.is_dir() else [path]))
-
 
 def _csv_with_model(src: Path, dest: Path, model_id: str, keep: list[str]) -> None:
     with open(src, newline="") as fi, open(dest, "w", newline="") as fo:
@@ -238,7 +204,7 @@ def publish(rd_id: str, ckpt: Path, artefacts: list[Path], analysis: Path,
     model = model_description(dest / "model.ckpt", sha, model_id, summary, train_data)
     records.write(model, dest / "model.json")
     (dest / "card.html").write_text(modelcard.render(model, rd_id, dest))
-    _own(dest)
+    own(dest)
     current = dest.parent / "current"
     tmp = dest.parent / f".current-{os.getpid()}"
     tmp.unlink(missing_ok=True)
@@ -279,7 +245,7 @@ def update(rd_id: str) -> int:
         artefact = encode(str(current / "model.ckpt"), files, Path(tmp))
         dest = current / f"latents-{datetime.datetime.utcnow():%Y%m%dT%H%M%S}.fits"
         shutil.copyfile(artefact, dest)
-    _own(dest)
+    own(dest)
     try:
         dachs("imp", rd_id, "import_latents")
     except LatentsError:
@@ -289,7 +255,7 @@ def update(rd_id: str) -> int:
     if (current / TAGGER_DIR).is_dir():
         tags = current / dest.name.replace("latents-", "tags-")
         predict_tags(current / TAGGER_DIR, [dest], tags)
-        _own(tags)
+        own(tags)
         dachs("imp", rd_id, "import_tags")
     return len(files)
 
@@ -357,7 +323,7 @@ def retag(rd_id: str, out: Path, labels: str, cache: Path | None = None) -> str:
     _copy_tagger(tags, current.resolve(), model.model_id)
     shutil.copyfile(metrics, current / "retrieval_metrics.csv")
     (current / "card.html").write_text(modelcard.render(model, rd_id, current))
-    _own(current.resolve())
+    own(current.resolve())
     for data_id in ("create_tags", "import_tags", "import_retrieval"):
         dachs("imp", rd_id, data_id)
     return model.model_id
@@ -393,6 +359,10 @@ def build(rd_id: str, out: Path, labels: str, train_args: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``harps-latents``; returns the exit status.
+
+    Long because it is the command line: six subcommands, their options and dispatch.
+    """
     ap = argparse.ArgumentParser(prog="harps-latents",
                                  description="Publish the learned latent layer into DaCHS.")
     ap.add_argument("--rd", default=RD_ID, help="the DaCHS resource (default %(default)s)")
@@ -416,7 +386,15 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--labels", required=True, help="label catalogue CSV")
     t.add_argument("--cache", help="the model's training cache (build's OUT/train/cache), "
                    "if kept: saves preprocessing the spectra again")
-    sub.add_parser("update", help="encode public spectra that have no latents yet")
+    sp = sub.add_parser("separation", help="publish a stellar/telluric separation model and "
+                        "separate every public spectrum")
+    sp.add_argument("--checkpoint", required=True,
+                    help="separation checkpoint (harps-train --preset telluric; the project's "
+                    "own: ml/checkpoints/separation.ckpt)")
+    sp.add_argument("--validation", help="its validation numbers (bench/telluric.py --out "
+                    "DIR: DIR/telluric.json), shown on the model card")
+    sub.add_parser("update", help="encode and separate public spectra that have no latents "
+                   "or separation yet")
     sub.add_parser("neighbours", help="recompute the neighbour table")
     args, rest = ap.parse_known_args(argv)
     if rest and args.command != "build":
@@ -437,8 +415,13 @@ def main(argv: list[str] | None = None) -> int:
             model_id = retag(args.rd, Path(args.out), args.labels,
                              Path(args.cache) if args.cache else None)
             print(f"tags and retrieval metrics published for {model_id}")
+        elif args.command == "separation":
+            model_id = separation.publish(args.rd, Path(args.checkpoint),
+                                          Path(args.validation) if args.validation else None)
+            print(f"separation model {model_id} published; every public spectrum separated")
         elif args.command == "update":
             print(f"encoded {update(args.rd)} new spectra")
+            print(f"separated {separation.update(args.rd)} new spectra")
         else:
             print(f"neighbours of {refresh_neighbours(args.rd)} spectra")
     except (LatentsError, OSError, ValueError) as ex:

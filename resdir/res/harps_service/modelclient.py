@@ -108,6 +108,21 @@ def reconstruct(paths: list[str]) -> tuple[dict[str, np.ndarray], str]:
     return _arrays(payload), model_id
 
 
+def separate(paths: list[str]) -> tuple[dict[str, np.ndarray], str]:
+    """Archive files split into star and atmosphere by the separation model
+    (``x``, ``mask``, ``stellar``, ``stellar_model``, ``transmission``, ``confidence``,
+    ``scale``, ``berv``, ``flags``, ``reason``; see :mod:`ml.separate`)."""
+    body = json.dumps({"paths": list(paths)}).encode()
+    payload, model_id = call("POST", "/separate", body, {"Content-Type": "application/json"})
+    return _arrays(payload), model_id
+
+
+def separation_info() -> dict[str, Any]:
+    """The separation model: id, grid (503 ModelUnavailable when none is published)."""
+    payload, _ = call("GET", "/separation-info")
+    return json.loads(payload)
+
+
 def encode_upload(data: bytes, filename: str) -> tuple[dict[str, np.ndarray], str]:
     """A user's FITS file encoded (``x``, ``mask``, ``latent``, ... and ``object``)."""
     safe = "".join(c for c in filename if c.isprintable() and c.isascii())[:120] or "upload"
