@@ -66,6 +66,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 import time
 import warnings
 import zipfile
@@ -825,7 +826,8 @@ def main() -> None:
     predictor = Predictor.load(args.checkpoint)
     if predictor.model.telluric is None:
         raise SystemExit(f"{args.checkpoint}: not a separation model (no telluric component)")
-    result: dict = {"args": vars(args), "model_id": predictor.model_id, "times": {}}
+    result: dict = {"args": vars(args), "model_id": predictor.model_id, "times": {},
+                    "command": " ".join([".venv/bin/python bench/telluric.py", *sys.argv[1:]])}
     if args.synthetic:
         result["synthetic"] = run_synthetic(predictor, args)
         result["times"]["synthetic_s"] = round(time.perf_counter() - t0, 1)

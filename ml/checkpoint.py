@@ -193,16 +193,42 @@ def describe(ckpt: dict[str, Any]) -> CheckpointInfo:
     )
 
 
+#: What :func:`slim` drops: only a run that resumes needs them.
+RESUME_ONLY = ("optimizer_state", "rng_states")
+
+
+def slim(src: str | os.PathLike, dest: str | os.PathLike) -> str:
+    """Write ``src`` without the optimiser and RNG states (a third of the size, for
+    shipping a trained model); returns the new file's SHA-256.
+
+    The result loads, encodes and separates exactly like ``src`` and records
+    ``slimmed_from`` (the source's SHA-256); to continue training, resume
+    from the full checkpoint.
+    """
+    ckpt = load(src)
+    kept = {k: v for k, v in ckpt.items() if k not in RESUME_ONLY + (
+        "format", "format_version", "code", "created")}
+    kept["slimmed_from"] = sha256_file(src)
+    return save(dest, **kept)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ml.checkpoint describe CKPT``: print :func:`describe` as JSON."""
+    """``python -m ml.checkpoint describe CKPT`` (print :func:`describe` as JSON) or
+    ``slim SRC DEST`` (:func:`slim`)."""
     import argparse
     import json
     import sys
     ap = argparse.ArgumentParser(prog="python -m ml.checkpoint")
-    ap.add_argument("command", choices=["describe"])
+    ap.add_argument("command", choices=["describe", "slim"])
     ap.add_argument("checkpoint")
+    ap.add_argument("dest", nargs="?", help="slim: where to write")
     args = ap.parse_args(argv)
     try:
+        if args.command == "slim":
+            if not args.dest:
+                ap.error("slim needs SRC and DEST")
+            print(f"{args.dest}: sha256 {slim(args.checkpoint, args.dest)}")
+            return 0
         info = describe(load(args.checkpoint))
     except CheckpointError as ex:
         print(f"ml.checkpoint: {ex}", file=sys.stderr)

@@ -39,13 +39,15 @@ pixels in ``harps.TELLURIC_BANDS`` with confidence >= 0.5).
 
     harps-separate model.ckpt DATA --out sep/ [--did-prefix ivo://...?] [--inputs-root DIR]
 
-writes ``sep/separation_<model id>.csv`` (one row per input file).
+writes ``sep/separation_<model id>.csv`` (one row per separated file) and
+``sep/separation_<model id>.json`` (the checkpoint's description).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -279,6 +281,12 @@ def main(argv: list[str] | None = None) -> int:
                        if parts else np.zeros((0, 4)), flags, sum((p.reason for p in parts), []))
     dest = out / f"separation_{predictor.model_id}.csv"
     write_quality(dest, ids, merged, predictor.model_id)
+    info = checkpoint.describe(predictor.ckpt).to_dict()
+    info.update(model_id=predictor.model_id, sha256=predictor.sha256,
+                telluric_templates=predictor.model.config.telluric,
+                slimmed_from=predictor.ckpt.get("slimmed_from"))
+    (out / f"separation_{predictor.model_id}.json").write_text(
+        json.dumps(info, indent=1, default=str))
     print(f"separated {int((flags == 0).sum())} of {len(paths)} spectra ({predictor.model_id}):"
           f" {dest}")
     return 0

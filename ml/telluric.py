@@ -128,7 +128,7 @@ class TelluricAbsorption(nn.Module):
         allowed = (wave >= harps.TELLURIC_WAVE_MIN) & (np.arange(grid.padded) < grid.npix)
         self.register_buffer("allowed", torch.from_numpy(allowed.astype(np.float32)))
         gen = torch.Generator().manual_seed(n_templates)
-        self.raw_tau = nn.Parameter(_TAU_INIT + 0.5 * torch.randn(n_templates, grid.padded,
+        self.raw_tau = nn.Parameter(_TAU_INIT + 0.1 * torch.randn(n_templates, grid.padded,
                                                                   generator=gen))
         self.amp = nn.Linear(hidden, n_templates)
         self.reset_amplitudes()
@@ -182,10 +182,17 @@ class TelluricAbsorption(nn.Module):
         return torch.exp(-self.optical_depth(amplitudes, berv_kms))
 
     def sparsity(self) -> torch.Tensor:
-        """Mean raw template optical depth (before the envelope is removed) over the
-        allowed pixels: the L1 penalty, scalar."""
+        """The L1 penalty, scalar: mean template optical depth over the allowed pixels,
+        plus a tenth of the mean before the envelope is removed (keeps that from drifting).
+
+        Its weight (``harps-train --telluric-l1``) must beat the noise of the data
+        gradient at a pixel, or the templates keep a forest of small spikes that
+        together absorb a few per cent everywhere; real lines, whose gradient is
+        systematic, survive it.
+        """
         raw = F.softplus(self.raw_tau) * self.allowed
-        return raw.sum() / (self.allowed.sum() * self.raw_tau.shape[0])
+        n = self.allowed.sum() * self.raw_tau.shape[0]
+        return (self.tau().sum() + 0.1 * raw.sum()) / n
 
 
 __all__ = ["TelluricAbsorption", "doppler_sample", "shift_spectra"]

@@ -322,7 +322,7 @@ def train(inputs, out: str | os.PathLike, *, model_config: ModelConfig | None = 
     """
     dist = setup(device, threads)
     out = Path(out)
-    ckpt = checkpoint.load(resume) if resume else None
+    ckpt = _resumable(resume) if resume else None
     model_config, config = _resolve_configs(ckpt, model_config, config, extend or {})
     seeds = seed_everything(config.seed, dist.rank)
     recipe = Recipe(model_config.grid, config.frame, config.min_valid_fraction)
@@ -361,6 +361,15 @@ def make_optimizer(raw: SpectrumVAE, cfg: TrainConfig) -> torch.optim.Optimizer:
     rest = [p for p in raw.parameters() if p is not tau]
     return torch.optim.Adam([{"params": rest}, {"params": [tau], "lr": cfg.telluric_lr}],
                             lr=cfg.lr)
+
+
+def _resumable(resume: str) -> dict:
+    """The checkpoint to resume from; a slimmed one (no optimiser state) is refused."""
+    ckpt = checkpoint.load(resume)
+    if "optimizer_state" not in ckpt:
+        raise ValueError(f"--resume {resume}: a slimmed checkpoint (no optimiser state) "
+                         "cannot be resumed; resume from the run's own last.ckpt")
+    return ckpt
 
 
 def _resolve_configs(ckpt, model_config, config, extend: dict):

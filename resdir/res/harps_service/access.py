@@ -75,6 +75,15 @@ def require_access(row: Mapping[str, Any]) -> None:
         f"{user} is not a member of programme {row.get('owner')}")
 
 
+def may_read(row: Mapping[str, Any]) -> bool:
+    """Whether the current request may read the data in ``row`` (:func:`require_access`)."""
+    try:
+        require_access(row)
+    except (svcs.Authenticate, svcs.ForbiddenURI):
+        return False
+    return True
+
+
 def member_groups() -> list[str]:
     """The programmes whose proprietary data the current request may read ([] if anonymous)."""
     user, password = _credentials()

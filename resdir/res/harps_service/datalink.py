@@ -308,9 +308,14 @@ def separation_model_id() -> str | None:
 
 
 def separation_links(descriptor: Any, rd: Any) -> Iterator[Any]:
-    """Metadata maker (``#derivation``): the telluric-free spectrum and the transmission."""
+    """Metadata maker (``#derivation``): the telluric-free spectrum and the transmission.
+
+    Listed once a separation model is published, and only to requests that may
+    read the spectrum's data: products of proprietary spectra are not
+    advertised to anonymous users and outsiders.
+    """
     model_id = separation_model_id()
-    if model_id is None:
+    if model_id is None or not access.may_read(descriptor.ssaRow):
         return
     did = quote(descriptor.pubDID)
     yield descriptor.makeLink(

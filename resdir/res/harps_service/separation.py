@@ -12,8 +12,10 @@ telluric``; the project ships one, see ``ml/checkpoints/README.md``) in
 given, runs ``harps-separate`` on every public spectrum and imports the
 per-spectrum figures into ``harps.separation``.  The model server picks the
 checkpoint up without a restart and serves the products (``stellar`` and
-``telluric`` DataLink services).  The ML steps run as subprocesses of the
-project venv: the service never imports torch.
+``telluric`` DataLink services); the model card is
+``models/separation/card.html`` (``/harps/q/model/static/separation/card.html``).
+The ML steps run as subprocesses of the project venv: the service never
+imports torch.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import tempfile
 from pathlib import Path
 
 import harps_site
-from harps_service import mlsteps
+from harps_service import mlsteps, separationcard
 from harps_service.mlsteps import LatentsError, own
 
 #: The validation numbers of a model (``bench/telluric.py --out``), shown on the model card.
@@ -71,12 +73,15 @@ def publish(rd_id: str, ckpt: Path, validation: Path | None = None) -> str:
         staged.mkdir(parents=True)
         shutil.copyfile(ckpt, staged / "model.ckpt")
         shutil.copyfile(table, staged / f"separation-{_stamp()}.csv")
+        val = None
         if validation is not None:
-            shutil.copyfile(validation, staged / VALIDATION)
-        (staged / "model.json").write_text(json.dumps(
-            {"model_id": model_id, "source": str(ckpt), "n_spectra": len(files),
-             "published": datetime.datetime.utcnow().replace(microsecond=0).isoformat()},
-            indent=1))
+            val = json.loads(validation.read_text())
+            (staged / VALIDATION).write_text(json.dumps(val, indent=1))
+        info = json.loads(table.with_suffix(".json").read_text())
+        info.update(model_id=model_id, source=str(ckpt), n_spectra=len(files),
+                    published=datetime.datetime.utcnow().replace(microsecond=0).isoformat())
+        (staged / "model.json").write_text(json.dumps(info, indent=1))
+        (staged / "card.html").write_text(separationcard.render(info, rd_id, val))
         own(staged)
         old = dest.with_name(f".separation-old-{os.getpid()}")
         if dest.exists():
