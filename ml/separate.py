@@ -161,10 +161,7 @@ def quality(wave: np.ndarray, x: np.ndarray, mask: np.ndarray, model: np.ndarray
     clean = mask & (trans > 0.995) & (wave >= harps.TELLURIC_WAVE_MIN)
     excess = (np.sqrt(np.mean(rel[tell] ** 2) / np.mean(rel[clean] ** 2))
               if tell.sum() >= 10 and clean.sum() >= 10 else np.nan)
-    bands = np.zeros_like(mask)
-    for _, lo, hi in harps.TELLURIC_BANDS:
-        bands |= (wave >= lo) & (wave <= hi)
-    bands &= mask
+    bands = harps.in_telluric_bands(wave) & mask
     conf_frac = float(np.mean(conf[bands] >= 0.5)) if bands.any() else np.nan
     return np.array([depth.sum() * step, depth.max(initial=0.0), excess, conf_frac])
 

@@ -21,8 +21,14 @@ adds random extra velocities to whole spectra ("velocity whitening", after
 Sedaghat et al. 2023, "Stellar Karaoke"), so that stars observed at similar
 BERV cannot teach the stellar decoder telluric lines at fixed places, and
 an L1 penalty keeps the templates at zero where no absorption is needed.
-Templates are zero bluer than ``harps.TELLURIC_WAVE_MIN`` and hold lines
-only (their smooth lower envelope is removed, :meth:`TelluricAbsorption.tau`).
+Templates are zero outside ``harps.TELLURIC_BANDS`` (+- ``TELLURIC_MARGIN``)
+and in the windows of ``harps.STRONG_STELLAR_LINES`` (H alpha, Na D), and hold
+lines only (their smooth lower envelope is removed,
+:meth:`TelluricAbsorption.tau`).  Both constraints came from the benchmark:
+free templates learned, besides the atmosphere, a weak smeared copy of the
+stars' common lines (in the observatory frame every star's lines fall
+within +-RV +- BERV of their rest wavelengths), which made the stellar lines
+in the product ~12 % too shallow, and a copy of H alpha's core.
 
 Shapes: ``B`` spectra, ``K`` templates, ``L`` padded grid length.
 """
@@ -125,7 +131,9 @@ class TelluricAbsorption(nn.Module):
         super().__init__()
         self.wave0, self.step = float(grid.wave[0]), float(grid.step)
         wave = self.wave0 + self.step * np.arange(grid.padded)
-        allowed = (wave >= harps.TELLURIC_WAVE_MIN) & (np.arange(grid.padded) < grid.npix)
+        allowed = (harps.in_telluric_bands(wave, harps.TELLURIC_MARGIN)
+                   & ~harps.near_strong_stellar_line(wave)
+                   & (np.arange(grid.padded) < grid.npix))
         self.register_buffer("allowed", torch.from_numpy(allowed.astype(np.float32)))
         gen = torch.Generator().manual_seed(n_templates)
         self.raw_tau = nn.Parameter(_TAU_INIT + 0.1 * torch.randn(n_templates, grid.padded,
@@ -144,7 +152,7 @@ class TelluricAbsorption(nn.Module):
         nn.init.constant_(self.amp.bias, math.log(math.e - 1.0))
 
     def tau(self) -> torch.Tensor:
-        """Templates, ``(K, L)`` optical depths >= 0 (0 bluer than TELLURIC_WAVE_MIN).
+        """Templates, ``(K, L)`` optical depths >= 0 (0 outside the telluric bands).
 
         Lines only: the lower envelope of each template (minimum over
         +-``ENVELOPE_HALF_WIDTH``, then averaged over the same window) is

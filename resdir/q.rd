@@ -428,7 +428,7 @@ release_date,timestamp,,time.release,Public from,1,"Date the data become public:
     <column name="sep_confident" type="real" unit=""
       ucd="stat.fit.goodness;arith.ratio" tablehead="Confident" verbLevel="1"
       description="Fraction of the valid pixels in the telluric bands
-        (5880-6010, 6276-6330, 6470-6610 and 6867-6913 Angstrom) where the
+        (5880-6010, 6270-6335, 6455-6620 and 6860-6913 Angstrom) where the
         products' confidence is at least 0.5."/>
   </table>
 

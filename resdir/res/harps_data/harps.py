@@ -70,13 +70,39 @@ MODEL_PADDED = 2**18 + 2**16  # 327680
 MODEL_GAP = (5303.6, 5338.0)
 
 # --- Earth's atmosphere (topocentric air wavelengths, Angstrom) -------------
-#: Bluest wavelength where the separation model may put telluric absorption:
-#: at La Silla the H2O and O2 lines bluer than this are below 1 % deep.
+#: Bluest wavelength of the red part of HARPS spectra where telluric lines occur
+#: at all (the separation's quality compares misfits redder than this).
 TELLURIC_WAVE_MIN = 5000.0
-#: The telluric bands in the HARPS range, (name, start, end): where the
-#: separation is validated and its per-spectrum quality is measured.
-TELLURIC_BANDS = (("H2O 5900", 5880.0, 6010.0), ("O2 gamma", 6276.0, 6330.0),
-                  ("H2O 6500", 6470.0, 6610.0), ("O2 B", 6867.0, 6913.0))
+#: The telluric bands in the HARPS range, (name, start, end): the only places the
+#: separation model may put absorption (with ``TELLURIC_MARGIN``), where it is
+#: validated and its per-spectrum quality measured.  Every line of the
+#: synthetic atmosphere deeper than 5 % lies in them; at La Silla the water lines
+#: between them stay below ~2 %.
+TELLURIC_BANDS = (("H2O 5900", 5880.0, 6010.0), ("O2 gamma", 6270.0, 6335.0),
+                  ("H2O 6500", 6455.0, 6620.0), ("O2 B", 6860.0, 6913.0))
+#: Margin around TELLURIC_BANDS (Angstrom, observatory frame) for the model's templates.
+TELLURIC_MARGIN = 5.0
+#: Strong stellar lines inside the telluric bands, (air wavelength, half-width), Angstrom:
+#: H alpha and the Na D doublet.  Every FGK star has them; in the observatory frame
+#: they smear over +-(RV + BERV) into a broad common absorption that a telluric
+#: template learns unless it is kept out of these windows.
+STRONG_STELLAR_LINES = ((6562.80, 4.0), (5889.95, 3.0), (5895.92, 3.0))
+
+
+def in_telluric_bands(wave: np.ndarray, margin: float = 0.0) -> np.ndarray:
+    """Whether each wavelength (Angstrom) lies in a telluric band, widened by ``margin``."""
+    out = np.zeros(np.shape(wave), dtype=bool)
+    for _, lo, hi in TELLURIC_BANDS:
+        out |= (wave >= lo - margin) & (wave <= hi + margin)
+    return out
+
+
+def near_strong_stellar_line(wave: np.ndarray) -> np.ndarray:
+    """Whether each wavelength (Angstrom) is within a window of STRONG_STELLAR_LINES."""
+    out = np.zeros(np.shape(wave), dtype=bool)
+    for centre, half in STRONG_STELLAR_LINES:
+        out |= np.abs(wave - centre) <= half
+    return out
 
 # --- Archive policy -------------------------------------------------------
 #: Primary-header keyword (HIERARCH) marking files made by ``harps_synth``: they

@@ -112,7 +112,10 @@ S/N is below 20 and where the model does not explain a telluric line).
 single telluric lines are resolved, their cores are not.</li>
 <li>Nearly black lines (the O2 B band head) cannot be corrected: there the confidence
 is 0.</li>
-<li>Telluric absorption bluer than 5000 A is not modelled (below 1 % at La Silla).</li>
+<li>Telluric absorption is modelled only in the telluric bands (5880-6010, 6270-6335,
+6455-6620 and 6860-6913 A, +-5 A), and not within 4 A of H alpha and 3 A of Na D (every
+star's strong lines there would leak into the templates); the weak water lines outside
+(below ~2 % at La Silla) stay in the stellar product.</li>
 <li>The demo's synthetic archive has its own, simulated water lines; on real spectra
 the model knows the real atmosphere only from the real files it was trained with.</li>
 </ul></body></html>
