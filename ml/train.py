@@ -47,6 +47,9 @@ from ml.preprocess import FRAMES, Recipe, flag_names
 from ml.runtime import Dist, rng_state, seed_everything, set_rng_state, setup
 
 
+SAMPLING = ("star", "spectrum", "origin")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation and data options of a run (model options: :class:`ModelConfig`)."""
@@ -69,7 +72,9 @@ class TrainConfig:
     velocity_whitening: float = 0.0  # km/s: each spectrum shifted by U(-v, v) per draw
     telluric_l1: float = 0.0  # weight of the templates' L1 penalty (mean optical depth)
     telluric_lr: float = 0.03  # Adam learning rate of the telluric templates
-    sampling: str = "star"  # "star": weight 1/(spectra of the star); "spectrum": uniform
+    # "star": weight 1/(spectra of the star); "spectrum": uniform; "origin": half the
+    # draws real spectra, half synthetic ones (uniform within each)
+    sampling: str = "star"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -83,8 +88,8 @@ class TrainConfig:
             raise ValueError(f"--frame must be one of {', '.join(FRAMES)}")
         if not 0.0 <= self.velocity_whitening <= 200.0 or self.telluric_l1 < 0:
             raise ValueError("--velocity-whitening must be in 0..200 km/s, --telluric-l1 >= 0")
-        if self.sampling not in ("star", "spectrum"):
-            raise ValueError("--sampling must be 'star' or 'spectrum'")
+        if self.sampling not in SAMPLING:
+            raise ValueError(f"--sampling must be one of {', '.join(SAMPLING)}")
 
 
 def kl_weight(step: int, cfg: TrainConfig) -> float:
@@ -131,8 +136,12 @@ def prepare_data(inputs, labels, cache_dir: Path, recipe: Recipe, cfg: TrainConf
 def make_loaders(info: data.CacheInfo, train_rows, val_rows, cfg: TrainConfig, dist: Dist):
     """Weighted, DDP-consistent training loader and this process's share of validation."""
     stars = [info.stars[i] for i in train_rows]
-    weights = (data.star_weights(stars) if cfg.sampling == "star"
-               else np.full(len(stars), 1.0 / max(len(stars), 1)))
+    if cfg.sampling == "star":
+        weights = data.star_weights(stars)
+    elif cfg.sampling == "origin":
+        weights = data.origin_weights([info.files[i] for i in train_rows])
+    else:
+        weights = np.full(len(stars), 1.0 / max(len(stars), 1))
     sampler = data.WeightedStarSampler(weights, len(train_rows),
                                        seed=cfg.seed, rank=dist.rank, world_size=dist.world)
     common = {"batch_size": cfg.batch_size, "num_workers": cfg.workers,
@@ -415,6 +424,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", help="checkpoint to continue from")
     p.add_argument("--preset", choices=sorted(PRESETS), help="model preset (default full)")
     p.add_argument("--latent-dim", type=int, help="override the preset's latent size")
+    p.add_argument("--telluric-templates", type=int,
+                   help="override the preset's number of telluric templates (0: none)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, help="torch threads per process")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -433,8 +444,10 @@ def main(argv: list[str] | None = None) -> int:
              if getattr(args, f.name) is not None}
     try:
         mcfg = None
-        if args.preset or args.latent_dim:
+        if args.preset or args.latent_dim or args.telluric_templates is not None:
             over = {"latent_dim": args.latent_dim} if args.latent_dim else {}
+            if args.telluric_templates is not None:
+                over["telluric"] = args.telluric_templates
             mcfg = ModelConfig.from_preset(args.preset or "full", **over)
         if args.resume:
             cfg, extend = None, given
