@@ -147,3 +147,15 @@ def test_harps_separate_refuses_a_model_without_tellurics(tmp_path):
     from support import tiny_checkpoint
     ckpt = tiny_checkpoint(tmp_path / "plain.ckpt")
     assert main([str(ckpt), str(tmp_path), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+
+
+def test_origin_weights_draw_real_and_synthetic_equally(trained):
+    from support import SHARED, require
+
+    from ml.data import origin_weights
+    _, files, _ = trained
+    real = sorted((SHARED / "s1d").glob("*.fits"))[:2]
+    require(bool(real), "no real s1d files in ../shared")
+    w = origin_weights([*files[:10], *real])
+    assert w[:10].sum() == pytest.approx(0.5) and w[10:].sum() == pytest.approx(0.5)
+    assert np.allclose(origin_weights(files[:4]), 0.25)
