@@ -350,7 +350,7 @@ class Handler(BaseHTTPRequestHandler):
         root = self.server.archive_root
         for p in paths:
             if not Path(p).resolve().is_relative_to(root):
-                raise Refused(400, "only archive files can be reconstructed")
+                raise Refused(400, "only archive files can be reconstructed or separated")
         return paths
 
     def separation_info(self, predictor: Predictor) -> None:
