@@ -46,7 +46,6 @@ from ml.model import PRESETS, ModelConfig, SpectrumVAE, describe
 from ml.preprocess import FRAMES, Recipe, flag_names
 from ml.runtime import Dist, rng_state, seed_everything, set_rng_state, setup
 
-
 SAMPLING = ("star", "spectrum", "origin")
 
 

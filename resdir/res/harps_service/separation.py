@@ -75,13 +75,14 @@ def publish(rd_id: str, ckpt: Path, validation: Path | None = None) -> str:
         shutil.copyfile(table, staged / f"separation-{_stamp()}.csv")
         val = None
         if validation is not None:
-            val = json.loads(validation.read_text())
-            (staged / VALIDATION).write_text(json.dumps(val, indent=1))
-        info = json.loads(table.with_suffix(".json").read_text())
+            val = json.loads(validation.read_text(encoding="utf-8"))
+            (staged / VALIDATION).write_text(json.dumps(val, indent=1), encoding="utf-8")
+        info = json.loads(table.with_suffix(".json").read_text(encoding="utf-8"))
         info.update(model_id=model_id, source=str(ckpt), n_spectra=len(files),
                     published=datetime.datetime.utcnow().replace(microsecond=0).isoformat())
-        (staged / "model.json").write_text(json.dumps(info, indent=1))
-        (staged / "card.html").write_text(separationcard.render(info, rd_id, val))
+        (staged / "model.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
+        (staged / "card.html").write_text(separationcard.render(info, rd_id, val),
+                                          encoding="utf-8")
         own(staged)
         old = dest.with_name(f".separation-old-{os.getpid()}")
         if dest.exists():

@@ -41,9 +41,12 @@ def _validation(validation: dict[str, Any] | None) -> str:
     return f"""<h2>Validation</h2>
 <p>Measured by <code>{command}</code> on the spectra of held-out synthetic stars
 against the truth <code>harps-synth --truth</code> wrote (the model never saw them), and on
-the 52 real alpha Cen B spectra (24 nights, BERV +18 to -4 km/s).  "No correction" is the
-observed spectrum; the baseline is the median of a star's spectra in the barycentric frame
-as its stellar template.  Residuals are in % of the continuum.</p>
+the 52 real alpha Cen B spectra (24 nights, BERV +18 to -4 km/s), which were among its
+training spectra: separation uses no labels and is fitted to the archive it serves.  "No
+correction" is the observed spectrum; the baseline is the median of a star's spectra in
+the barycentric frame as its stellar template, which needs many epochs of one star at
+different BERV (it does better than this model where a star has them, and cannot be made
+for a star observed once).  Residuals are in % of the continuum.</p>
 {_markdown_table(validation.get("table", ""))}
 <ul>{notes}</ul>"""
 
