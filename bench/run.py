@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["spine", "knn", "load", "encode", "science"]
+ORDER = ["spine", "knn", "load", "encode", "science", "telluric"]
 
 
 def main() -> int:

@@ -86,6 +86,10 @@ from ml import checkpoint, data
 from ml.inference import Predictor
 from ml.separate import separate_files
 
+#: Defaults (make bench): the shipped model and the real alpha Cen B spectra.
+SHIPPED = Path(__file__).resolve().parent.parent / "ml" / "checkpoints" / "separation.ckpt"
+REAL_DIRS = [Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "harps_real" / d
+             for d in ("s1d", "cenb")]
 #: Metric 6b: O2 B features at most this deep (transmission >= 0.4): correctable lines.
 UNSATURATED_DEPTH = 0.6
 #: Spectra per separation batch.
@@ -116,14 +120,16 @@ NIGHT_OFFSET_D = 0.7
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--checkpoint", required=True, help="separation model (--preset telluric)")
+    ap.add_argument("--checkpoint", default=str(SHIPPED),
+                    help="separation model (--preset telluric; default: the shipped one)")
     ap.add_argument("--synthetic", help="harps-synth --truth archive (labels.csv, sidecars)")
     held = ap.add_mutually_exclusive_group()
     held.add_argument("--held-out-stars", help="text file, one star id (or OBJECT) a line")
     held.add_argument("--val-from-checkpoint", action="store_true",
                       help="the checkpoint's validation stars (data.val_stars)")
-    ap.add_argument("--real", nargs="*", default=[],
-                    help="folders (or files) of real s1d spectra; alpha Cen B ones are used")
+    ap.add_argument("--real", nargs="*", default=[str(d) for d in REAL_DIRS],
+                    help="folders (or files) of real s1d spectra; alpha Cen B ones are used "
+                    "(default: ../shared/data/harps_real/s1d and cenb)")
     ap.add_argument("--max-synthetic", type=int, help="at most this many synthetic spectra")
     ap.add_argument("--out", help="write telluric.json and telluric.md here "
                     "(default: bench/out/telluric-<time>.json only)")
