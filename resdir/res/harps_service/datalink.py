@@ -179,34 +179,54 @@ def reconstruction(descriptor: Any, rd: Any) -> None:
     gavo.base.ValidationError
         The spectrum cannot be encoded (the reason is given).
     """
-    from gavo.protocols import sdm
-
     from harps_service import modelclient
-    enc, model_id = modelclient.reconstruct([spectra.spectrum_path(descriptor.ssaRow)])
-    if enc["flags"][0]:
-        raise base.ValidationError(f"{descriptor.pubDID} cannot be reconstructed: "
-                                   f"{enc['reason'][0]}", "ID")
     from harps_service.modelapi import grid as model_grid
-    grid = model_grid(model_id)
-    npix = int(grid["grid_npix"])
-    wave = grid["grid_start"] + grid["grid_step"] * np.arange(npix)
+    enc, model_id = _model_arrays(modelclient.reconstruct, descriptor, "reconstructed")
+    wave = _grid_wave(model_grid(model_id))
     scale = float(enc["scale"][0])
-    row = dict(descriptor.ssaRow)
-    row.update(
-        ssa_dstitle=f"Reconstruction by model {model_id} of {row.get('ssa_dstitle')}",
-        ssa_length=npix, ssa_specstart=wave[0] * 1e-10, ssa_specend=wave[-1] * 1e-10,
-        ssa_creationtype="archival")
     observed = np.where(enc["mask"][0], enc["x"][0], np.nan) * scale
     recon = enc["recon"][0] * scale
-    _PENDING.columns = {"spectral": wave, "flux": recon, "observed": observed,
-                        "residual": observed - recon}
-    try:
-        descriptor.data = sdm.makeSDMDataForSSARow(row, rd.getById("build_reconstruction"))
-    finally:
-        _PENDING.columns = None
-    table = descriptor.data.getPrimaryTable()
+    table = _sdm_product(descriptor, rd, "build_reconstruction",
+                         f"Reconstruction by model {model_id}", wave,
+                         {"flux": recon, "observed": observed, "residual": observed - recon})
     table.setParam("model_id", model_id)
     table.setParam("norm_scale", scale)
+
+
+def _model_arrays(call: Any, descriptor: Any, verb: str) -> tuple[dict[str, np.ndarray], str]:
+    """The model server's arrays for the descriptor's archive file, and the model id.
+
+    Raises
+    ------
+    gavo.base.ValidationError
+        The model server flagged the spectrum (the reason is given).
+    """
+    arrays, model_id = call([spectra.spectrum_path(descriptor.ssaRow)])
+    if arrays["flags"][0]:
+        raise base.ValidationError(f"{descriptor.pubDID} cannot be {verb}: "
+                                   f"{arrays['reason'][0]}", "ID")
+    return arrays, model_id
+
+
+def _sdm_product(descriptor: Any, rd: Any, builder: str, title: str, wave: np.ndarray,
+                 columns: dict[str, np.ndarray]) -> Any:
+    """A derived spectrum on a model grid as the descriptor's SDM data; returns its table.
+
+    ``builder`` is the data element (its table mixes in ``//ssap#sdm-instance``),
+    ``title`` goes before the dataset's title, ``wave`` (Angstrom) becomes the
+    spectral column and the SSA spectral range, ``columns`` the other columns.
+    """
+    from gavo.protocols import sdm
+    row = dict(descriptor.ssaRow)
+    row.update(ssa_dstitle=f"{title} of {row.get('ssa_dstitle')}", ssa_length=len(wave),
+               ssa_specstart=wave[0] * 1e-10, ssa_specend=wave[-1] * 1e-10,
+               ssa_creationtype="archival")
+    _PENDING.columns = {"spectral": wave, **columns}
+    try:
+        descriptor.data = sdm.makeSDMDataForSSARow(row, rd.getById(builder))
+    finally:
+        _PENDING.columns = None
+    return descriptor.data.getPrimaryTable()
 
 
 def iter_reconstruction_rows(ssa_row: Mapping[str, Any]) -> Iterator[dict[str, float]]:
@@ -259,42 +279,26 @@ def separation_product(descriptor: Any, rd: Any, kind: str) -> None:
     gavo.base.ValidationError
         The spectrum cannot be separated (the reason is given).
     """
-    from gavo.protocols import sdm
-
     from harps_service import modelclient
-    sep, model_id = modelclient.separate([spectra.spectrum_path(descriptor.ssaRow)])
-    if sep["flags"][0]:
-        raise base.ValidationError(f"{descriptor.pubDID} cannot be separated: "
-                                   f"{sep['reason'][0]}", "ID")
+    sep, model_id = _model_arrays(modelclient.separate, descriptor, "separated")
     wave = _grid_wave(modelclient.separation_info())
     scale, berv = float(sep["scale"][0]), float(sep["berv"][0])
-    row = dict(descriptor.ssaRow)
-    what = ("Telluric-free spectrum" if kind == "stellar" else "Telluric transmission")
-    row.update(ssa_dstitle=f"{what} (model {model_id}) of {row.get('ssa_dstitle')}",
-               ssa_length=len(wave), ssa_specstart=wave[0] * 1e-10,
-               ssa_specend=wave[-1] * 1e-10, ssa_creationtype="archival")
     conf = sep["confidence"][0]
     if kind == "stellar":
-        _PENDING.columns = {"spectral": wave, "flux": sep["stellar"][0] * scale,
-                            "confidence": conf,
-                            "stellar_model": sep["stellar_model"][0] * scale,
-                            "observed": np.where(sep["mask"][0], sep["x"][0], np.nan) * scale}
-        builder = "build_stellar"
+        table = _sdm_product(
+            descriptor, rd, "build_stellar", f"Telluric-free spectrum (model {model_id})", wave,
+            {"flux": sep["stellar"][0] * scale, "confidence": conf,
+             "stellar_model": sep["stellar_model"][0] * scale,
+             "observed": np.where(sep["mask"][0], sep["x"][0], np.nan) * scale})
     else:
-        _PENDING.columns = {"spectral": wave, "flux": sep["transmission"][0],
-                            "confidence": conf,
-                            "wave_obs": wave / (1.0 + berv / harps.C_KMS)}
-        builder = "build_transmission"
-    try:
-        descriptor.data = sdm.makeSDMDataForSSARow(row, rd.getById(builder))
-    finally:
-        _PENDING.columns = None
-    table = descriptor.data.getPrimaryTable()
-    table.setParam("model_id", model_id)
-    if kind != "stellar":
+        table = _sdm_product(
+            descriptor, rd, "build_transmission", f"Telluric transmission (model {model_id})",
+            wave, {"flux": sep["transmission"][0], "confidence": conf,
+                   "wave_obs": wave / (1.0 + berv / harps.C_KMS)})
         table.setParam("berv", berv)
         # the SDM mixin copies the archive's flux unit (adu); a transmission has none
         table.tableDef.getColumnByName("flux").unit = ""
+    table.setParam("model_id", model_id)
 
 
 def separation_model_id() -> str | None:
