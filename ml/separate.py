@@ -56,10 +56,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harps_data import fitsio, harps
+from harps_data import harps
 from ml import checkpoint, data
 from ml.inference import Predictor
-from ml.preprocess import Preprocessed, preprocess
+from ml.preprocess import FLAG_NO_BERV, Preprocessed, preprocess_file
 
 #: Transmission below which the confidence is 0, and the span over which it reaches 1.
 T_FLOOR, T_SPAN = 0.2, 0.5
@@ -190,7 +190,7 @@ def separate_preprocessed(predictor: Predictor, items: list[Preprocessed]) -> Se
         [p.reason for p in items])
     for i, p in enumerate(items):
         if not p.flags and not np.isfinite(p.berv):
-            out.flags[i] = 16  # ml.preprocess.FLAG_NO_BERV
+            out.flags[i] = FLAG_NO_BERV
             out.reason[i] = "no BERV in the header: the telluric lines cannot be placed"
     ok = np.flatnonzero(out.flags == 0)
     if len(ok) == 0:
@@ -217,26 +217,32 @@ def separate_preprocessed(predictor: Predictor, items: list[Preprocessed]) -> Se
 
 def separate_files(predictor: Predictor, paths: list[str | os.PathLike]) -> Separated:
     """Read, preprocess and separate files (unreadable ones come back flagged)."""
-    items = []
-    for p in paths:
-        try:
-            items.append(preprocess(fitsio.read_spectrum(p), predictor.recipe))
-        except fitsio.InvalidSpectrum as ex:
-            items.append(Preprocessed(np.zeros(predictor.recipe.grid.padded, np.float32),
-                                      np.zeros(predictor.recipe.grid.padded, bool), np.nan,
-                                      1, f"invalid: {ex.reason}"))
-    return separate_preprocessed(predictor, items)
+    return separate_preprocessed(predictor, [preprocess_file(p, predictor.recipe)
+                                             for p in paths])
 
 
-def write_quality(path: Path, ids: list[str], sep: Separated, model_id: str) -> None:
-    """The per-spectrum figures as CSV (``ssa_pubdid, model_id, <QUALITY_COLUMNS>``)."""
+def write_quality(path: Path, ids: list[str], quality: np.ndarray, flags: np.ndarray,
+                  model_id: str) -> None:
+    """The figures of the separated spectra as CSV (``ssa_pubdid, model_id, <QUALITY_COLUMNS>``).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+    ids : list of str
+        Row id of each spectrum.
+    quality : numpy.ndarray
+        ``(B, 4)`` :attr:`Separated.quality`.
+    flags : numpy.ndarray
+        ``(B,)``; flagged spectra get no row.
+    model_id : str
+    """
     tmp = path.with_suffix(".part")
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(("ssa_pubdid", "model_id") + QUALITY_COLUMNS)
-        for i, did in enumerate(ids):
-            if sep.flags[i] == 0:
-                w.writerow([did, model_id] + [f"{v:.6g}" for v in sep.quality[i]])
+        for did, q, flag in zip(ids, quality, flags, strict=True):
+            if flag == 0:
+                w.writerow([did, model_id] + [f"{v:.6g}" for v in q])
     os.replace(tmp, path)
 
 
@@ -274,10 +280,10 @@ def main(argv: list[str] | None = None) -> int:
                   disable=args.quiet):
         parts.append(separate_files(predictor, paths[s:s + args.batch]))
     flags = np.concatenate([p.flags for p in parts]) if parts else np.zeros(0, np.int32)
-    merged = Separated(*(None,) * 9, np.concatenate([p.quality for p in parts])
-                       if parts else np.zeros((0, 4)), flags, sum((p.reason for p in parts), []))
+    quality_rows = (np.concatenate([p.quality for p in parts]) if parts
+                    else np.zeros((0, len(QUALITY_COLUMNS))))
     dest = out / f"separation_{predictor.model_id}.csv"
-    write_quality(dest, ids, merged, predictor.model_id)
+    write_quality(dest, ids, quality_rows, flags, predictor.model_id)
     info = checkpoint.describe(predictor.ckpt).to_dict()
     info.update(model_id=predictor.model_id, sha256=predictor.sha256,
                 telluric_templates=predictor.model.config.telluric,

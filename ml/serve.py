@@ -36,8 +36,9 @@ JSON (``/info``, errors) or ``np.savez`` archives (arrays):
 ``POST /separate``
     JSON ``{"paths": [...]}`` as for ``/reconstruct``, with the separation
     model that ``harps-latents separation`` put in ``models/separation``
-    (``--separation-dir``) -> :meth:`ml.separate.Separated.arrays`;
-    ``GET /separation-info`` describes that model.
+    (``--separation-dir``) -> :meth:`ml.separate.Separated.arrays` plus the
+    grid (``grid_start``, ``grid_step``, Angstrom); ``GET /separation-info``
+    describes that model.
 ``POST /encode-upload``
     The bytes of a user's FITS file (at most :data:`MAX_UPLOAD_BYTES`; header
     ``X-Filename`` names it in messages), read by
@@ -255,17 +256,17 @@ class Handler(BaseHTTPRequestHandler):
         self.server.count += 1
         model_id = ""
         try:
-            routes = {("GET", "/info"): self.info, ("POST", "/decode"): self.decode,
-                      ("GET", "/decode"): self.decode_raw,
-                      ("POST", "/reconstruct"): self.reconstruct,
-                      ("POST", "/encode-upload"): self.encode_upload,
-                      ("GET", "/separation-info"): self.separation_info,
-                      ("POST", "/separate"): self.separate}
-            route = routes.get((method, self.path.split("?")[0]))
+            main, sep = self.server.holder, self.server.separation
+            routes = {("GET", "/info"): (self.info, main),
+                      ("POST", "/decode"): (self.decode, main),
+                      ("GET", "/decode"): (self.decode_raw, main),
+                      ("POST", "/reconstruct"): (self.reconstruct, main),
+                      ("POST", "/encode-upload"): (self.encode_upload, main),
+                      ("GET", "/separation-info"): (self.separation_info, sep),
+                      ("POST", "/separate"): (self.separate, sep)}
+            route, holder = routes.get((method, self.path.split("?")[0]), (None, None))
             if route is None:
                 raise Refused(404, f"no route {method} {self.path}")
-            holder = (self.server.separation if route in (self.separate, self.separation_info)
-                      else self.server.holder)
             predictor = holder.get()
             model_id = predictor.model_id
             route(predictor)
@@ -361,7 +362,9 @@ class Handler(BaseHTTPRequestHandler):
         from ml.separate import separate_files
         paths = self._archive_paths()
         sep = self.server.compute(separate_files, predictor, predictor, paths)
-        self._arrays(sep.arrays(), predictor.model_id)
+        d = predictor.describe()
+        self._arrays({**sep.arrays(), "grid_start": np.array(d["grid_start"]),
+                      "grid_step": np.array(d["grid_step"])}, predictor.model_id)
 
     def encode_upload(self, predictor: Predictor) -> None:
         name = os.path.basename(self.headers.get("X-Filename") or "upload.fits")[:120]

@@ -45,6 +45,7 @@ from ml import checkpoint, data
 from ml.model import PRESETS, ModelConfig, SpectrumVAE, describe
 from ml.preprocess import FRAMES, Recipe, flag_names
 from ml.runtime import Dist, rng_state, seed_everything, set_rng_state, setup
+from ml.telluric import shift_spectra
 
 SAMPLING = ("star", "spectrum", "origin")
 
@@ -181,7 +182,6 @@ class Batches:
             return x, mask, ()
         berv = self.bervs[rows].to(self.device)
         if train and self.whitening > 0:
-            from ml.telluric import shift_spectra
             v = (torch.rand(len(x)) * 2.0 - 1.0).to(self.device) * self.whitening
             x, mask = shift_spectra(x, mask, self.wave0, self.step, v)
             berv = berv + v

@@ -182,7 +182,8 @@ def reconstruction(descriptor: Any, rd: Any) -> None:
     from harps_service import modelclient
     from harps_service.modelapi import grid as model_grid
     enc, model_id = _model_arrays(modelclient.reconstruct, descriptor, "reconstructed")
-    wave = _grid_wave(model_grid(model_id))
+    grid = model_grid(model_id)
+    wave = grid["grid_start"] + grid["grid_step"] * np.arange(int(grid["grid_npix"]))
     scale = float(enc["scale"][0])
     observed = np.where(enc["mask"][0], enc["x"][0], np.nan) * scale
     recon = enc["recon"][0] * scale
@@ -257,11 +258,6 @@ def reconstruction_links(descriptor: Any, rd: Any) -> Iterator[Any]:
         "anomaly score harps.latents.recon_error is its mean square)")
 
 
-def _grid_wave(d: Mapping[str, Any]) -> np.ndarray:
-    """Wavelengths (Angstrom) of a model grid described by ``grid_start/step/npix``."""
-    return d["grid_start"] + d["grid_step"] * np.arange(int(d["grid_npix"]))
-
-
 def separation_product(descriptor: Any, rd: Any, kind: str) -> None:
     """Data function of ``stellar`` and ``telluric`` after the gate: one separation product.
 
@@ -281,7 +277,7 @@ def separation_product(descriptor: Any, rd: Any, kind: str) -> None:
     """
     from harps_service import modelclient
     sep, model_id = _model_arrays(modelclient.separate, descriptor, "separated")
-    wave = _grid_wave(modelclient.separation_info())
+    wave = float(sep["grid_start"]) + float(sep["grid_step"]) * np.arange(sep["x"].shape[1])
     scale, berv = float(sep["scale"][0]), float(sep["berv"][0])
     conf = sep["confidence"][0]
     if kind == "stellar":

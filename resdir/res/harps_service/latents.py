@@ -238,7 +238,7 @@ def update(rd_id: str) -> int:
     current = current_model_dir(rd_id)
     if not (current / "model.json").exists():
         return 0
-    files = public_files(rd_id, missing_latents=True)
+    files = public_files(rd_id, missing_from="latents")
     if not files:
         return 0
     with tempfile.TemporaryDirectory() as tmp:

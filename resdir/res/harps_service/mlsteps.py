@@ -45,13 +45,17 @@ def query(sql: str, args: dict | None = None) -> list[tuple]:
         return list(conn.query(sql, args or {}))
 
 
-def public_files(rd_id: str, *, missing_latents: bool = False) -> list[str]:
-    """Archive files of spectra whose data are public (optionally: without latents)."""
+def public_files(rd_id: str, *, missing_from: str | None = None) -> list[str]:
+    """Archive files of spectra whose data are public, in accref order.
+
+    ``missing_from`` (a table of the resource keyed by ``ssa_pubdid``, e.g.
+    ``"latents"``, ``"separation"``): only those without a row there.
+    """
     schema = schema_of(rd_id)
     sql = f"SELECT accref FROM {schema}.data WHERE release_date <= now()"
-    if missing_latents:
-        sql += (f" AND NOT EXISTS (SELECT 1 FROM {schema}.latents l "
-                f"WHERE l.ssa_pubdid = {schema}.data.ssa_pubdid)")
+    if missing_from:
+        sql += (f" AND NOT EXISTS (SELECT 1 FROM {schema}.{missing_from} m "
+                f"WHERE m.ssa_pubdid = {schema}.data.ssa_pubdid)")
     return [os.path.join(INPUTS_DIR, a) for (a,) in query(sql + " ORDER BY accref")]
 
 

@@ -20,7 +20,8 @@ TAG_FIGURES = {"mae": "MAE", "rmse": "RMSE", "median_abs_error": "median |error|
                "baseline_mae": "MAE of the mean", "within_1sigma": "within 1 sigma"}
 
 
-def _table(rows: list[tuple[str, str]]) -> str:
+def table_html(rows: list[tuple[str, str]]) -> str:
+    """A two-column HTML table: escaped headings, values as given (HTML)."""
     return "<table>" + "".join(
         f"<tr><th>{escape(k)}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
 
@@ -43,7 +44,7 @@ def _mi_table(model: ModelDescription) -> str:
 def _details(model: ModelDescription) -> str:
     """The "Model details" table: identity, architecture, input, training, code."""
     t = model.training
-    return _table([
+    return table_html([
         ("Model id", f"<code>{escape(model.model_id)}</code>"),
         ("Checkpoint", f'<a href="model.ckpt">model.ckpt</a> (PyTorch), SHA-256 '
                        f'<code>{escape(model.ckpt_sha256)}</code>'),

@@ -111,16 +111,11 @@ def reconstruct(paths: list[str]) -> tuple[dict[str, np.ndarray], str]:
 def separate(paths: list[str]) -> tuple[dict[str, np.ndarray], str]:
     """Archive files split into star and atmosphere by the separation model
     (``x``, ``mask``, ``stellar``, ``stellar_model``, ``transmission``, ``confidence``,
-    ``scale``, ``berv``, ``flags``, ``reason``; see :mod:`ml.separate`)."""
+    ``scale``, ``berv``, ``flags``, ``reason``, see :mod:`ml.separate`; and the grid,
+    ``grid_start``, ``grid_step``)."""
     body = json.dumps({"paths": list(paths)}).encode()
     payload, model_id = call("POST", "/separate", body, {"Content-Type": "application/json"})
     return _arrays(payload), model_id
-
-
-def separation_info() -> dict[str, Any]:
-    """The separation model: id, grid (503 ModelUnavailable when none is published)."""
-    payload, _ = call("GET", "/separation-info")
-    return json.loads(payload)
 
 
 def encode_upload(data: bytes, filename: str) -> tuple[dict[str, np.ndarray], str]:

@@ -93,22 +93,12 @@ def publish(rd_id: str, ckpt: Path, validation: Path | None = None) -> str:
     return model_id
 
 
-def missing_files(rd_id: str) -> list[str]:
-    """Public spectra without a row in ``harps.separation``."""
-    schema = harps_site.schema_of(rd_id)
-    rows = mlsteps.query(
-        f"SELECT accref FROM {schema}.data d WHERE release_date <= now() AND NOT EXISTS "
-        f"(SELECT 1 FROM {schema}.separation s WHERE s.ssa_pubdid = d.ssa_pubdid) "
-        "ORDER BY accref")
-    return [os.path.join(harps_site.INPUTS_DIR, a) for (a,) in rows]
-
-
 def update(rd_id: str) -> int:
     """Separate the public spectra that have no row yet (after an ingest or a release)."""
     dest = harps_site.separation_model_dir(rd_id)
     if not (dest / "model.ckpt").exists():
         return 0
-    files = missing_files(rd_id)
+    files = mlsteps.public_files(rd_id, missing_from="separation")
     if not files:
         return 0
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from harps_service.modelcard import table_html
 from harps_site import schema_of
 
 
@@ -69,7 +70,7 @@ def render(info: dict[str, Any], rd_id: str, validation: dict[str, Any] | None =
     schema = schema_of(rd_id)
     tc = info.get("train_config", {})
     grid = info.get("grid", {})
-    details = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in (
+    details = table_html([(k, escape(str(v))) for k, v in (
         ("model id", info.get("model_id")), ("checkpoint SHA-256", info.get("sha256")),
         ("preset", info.get("preset")),
         ("grid", f"{grid.get('wave_min')}-{grid.get('wave_max')} A, step "
@@ -87,7 +88,7 @@ def render(info: dict[str, Any], rd_id: str, validation: dict[str, Any] | None =
                  f"spectra ({info.get('n_stars_train')} / {info.get('n_stars_val')} stars), "
                  f"file list SHA-256 {info.get('file_list_sha256')}"),
         ("code", ", ".join(f"{k} {v}" for k, v in (info.get("code") or {}).items())),
-        ("published", info.get("published"))))
+        ("published", info.get("published")))])
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Separation model card: {escape(str(info.get('model_id')))}</title>
@@ -95,7 +96,7 @@ def render(info: dict[str, Any], rd_id: str, validation: dict[str, Any] | None =
 th{{text-align:left;vertical-align:top;padding-right:1em}} td{{padding:0 .6em}}
 code{{font-size:90%}}</style></head><body>
 <h1>Stellar / telluric separation: <code>{escape(str(info.get('model_id')))}</code></h1>
-<h2>Model details</h2><table>{details}</table>
+<h2>Model details</h2>{details}
 <h2>What it does</h2>
 <p>Each spectrum is modelled as the star, decoded by an autoencoder in the barycentric
 frame, times the transmission of Earth's atmosphere, <code>T = exp(-sum a_k tau_k)</code>,
